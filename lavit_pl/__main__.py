@@ -1,0 +1,3 @@
+from lavit_pl.cli import main
+
+raise SystemExit(main())
