@@ -82,6 +82,15 @@ def _node_at(schema: DictConfig, dotted: str) -> Any:
     return node
 
 
+def _expected_type(schema: DictConfig, dotted: str) -> Any:
+    parent = _node_at(schema, dotted)
+    leaf = dotted.split(".")[-1]
+    if not isinstance(parent, DictConfig) or leaf not in parent:
+        return None
+    ref = parent._get_node(leaf)._metadata.ref_type
+    return None if ref is Any else ref
+
+
 def _describe(err: OmegaConfBaseException, schema: DictConfig, source: str) -> str:
     key = getattr(err, "full_key", None) or ""
     msg = str(err).splitlines()[0]
@@ -96,7 +105,7 @@ def _describe(err: OmegaConfBaseException, schema: DictConfig, source: str) -> s
         return f"{source}: missing required value '{key}'"
     if isinstance(err, (ValidationError, ConfigTypeError)):
         expected = ""
-        ref = getattr(err, "ref_type", None)
+        ref = _expected_type(schema, key)
         if ref is not None:
             expected = f"; expected {getattr(ref, '__name__', ref)}"
         return f"{source}: bad value for '{key}': {msg}{expected}"
