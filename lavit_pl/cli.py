@@ -18,6 +18,7 @@ from lavit_pl.config import ConfigError, load_config, to_yaml
 # name -> (module, one-line help). Later stages add fit / eval / generate here.
 COMMANDS: dict[str, tuple[str, str]] = {
     "world": ("lavit_pl.commands.world", "write the Shapes world (images, shards, benchmark files)"),
+    "fit": ("lavit_pl.commands.fit", "train a stage (stage0 CLIP, tokenizer, UNet, unified LM); resumable"),
 }
 
 

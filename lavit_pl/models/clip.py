@@ -1,0 +1,92 @@
+"""Stage 0 (tiny world only): a small CLIP image/text pair, built with open_clip.
+
+It stands in for EVA-CLIP (the tokenizer's frozen encoder) and for CLIP ViT-L/14 (re-ranking,
+in-domain FID). It is an ``open_clip.CLIP`` so its state dict is in the OpenAI/open_clip layout
+(``visual.conv1.weight``, ``visual.transformer.resblocks.i.*``, ``token_embedding.weight``...):
+exactly the format the real-checkpoint loaders read.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import torch
+import torch.nn.functional as F
+from open_clip.model import CLIP, CLIPTextCfg, CLIPVisionCfg
+from open_clip.tokenizer import SimpleTokenizer
+
+
+@dataclass
+class TinyClipConfig:
+    image_size: int = 64
+    patch_size: int = 8
+    vision_width: int = 128
+    vision_layers: int = 4
+    vision_head_width: int = 32
+    text_width: int = 128
+    text_layers: int = 3
+    text_heads: int = 4
+    context_length: int = 40
+    embed_dim: int = 128
+
+    def __post_init__(self) -> None:
+        if self.image_size % self.patch_size:
+            raise ValueError(f"clip.image_size ({self.image_size}) must be a multiple of clip.patch_size ({self.patch_size})")
+        if self.vision_width % self.vision_head_width:
+            raise ValueError("clip.vision_width must be a multiple of clip.vision_head_width")
+        if self.text_width % self.text_heads:
+            raise ValueError("clip.text_width must be a multiple of clip.text_heads")
+
+    @property
+    def num_patches(self) -> int:
+        return (self.image_size // self.patch_size) ** 2
+
+    def to_open_clip(self) -> dict:
+        """The model config in open_clip's ``model_cfg`` JSON layout (saved beside the weights)."""
+        return {
+            "embed_dim": self.embed_dim,
+            "vision_cfg": {
+                "image_size": self.image_size,
+                "layers": self.vision_layers,
+                "width": self.vision_width,
+                "head_width": self.vision_head_width,
+                "patch_size": self.patch_size,
+            },
+            "text_cfg": {
+                "context_length": self.context_length,
+                "vocab_size": 49408,
+                "width": self.text_width,
+                "heads": self.text_heads,
+                "layers": self.text_layers,
+            },
+        }
+
+
+def build_clip(cfg: TinyClipConfig) -> CLIP:
+    oc = cfg.to_open_clip()
+    return CLIP(
+        embed_dim=oc["embed_dim"],
+        vision_cfg=CLIPVisionCfg(**oc["vision_cfg"]),
+        text_cfg=CLIPTextCfg(**oc["text_cfg"]),
+    )
+
+
+class ClipTextTokenizer:
+    """open_clip's BPE tokenizer (its vocabulary ships inside the package: no download)."""
+
+    def __init__(self, context_length: int):
+        self._tok = SimpleTokenizer(context_length=context_length)
+
+    def __call__(self, texts: list[str]) -> torch.Tensor:
+        """texts -> token ids (B, context_length)."""
+        return self._tok(texts)
+
+
+def contrastive_loss(image_emb: torch.Tensor, text_emb: torch.Tensor, logit_scale: torch.Tensor) -> torch.Tensor:
+    """Symmetric InfoNCE over a batch. image_emb, text_emb: (B, E), l2-normalised."""
+    logits = logit_scale * image_emb @ text_emb.t()  # (B, B)
+    target = torch.arange(logits.shape[0], device=logits.device)
+    return 0.5 * (F.cross_entropy(logits, target) + F.cross_entropy(logits.t(), target))
+
+
+def config_dict(cfg: TinyClipConfig) -> dict:
+    return asdict(cfg)

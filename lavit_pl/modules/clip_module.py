@@ -1,0 +1,142 @@
+"""Stage 0 LightningModule: contrastive training of the tiny CLIP on the Shapes world.
+
+Validation reports zero-shot shape-kind and colour accuracy on held-out single-shape images
+(prompts are config values), next to chance. Export writes the weights in the open_clip/OpenAI
+layout (``open_clip_pytorch_model.bin``) plus ``open_clip_config.json``, which the vision-encoder
+loader reads back exactly as it reads a real CLIP checkpoint.
+"""
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import torch
+import torch.nn.functional as F
+
+from lavit_pl.data.datamodules import PairDataConfig, PairDataModule
+from lavit_pl.models.clip import ClipTextTokenizer, TinyClipConfig, build_clip, contrastive_loss
+from lavit_pl.modules.stage import RunConfig, Stage
+from lavit_pl.utils.atomic import atomic_torch_save, atomic_write_json
+
+
+@dataclass
+class ClipOptimConfig:
+    lr: float = 1e-3
+    weight_decay: float = 0.1
+    betas: list[float] = field(default_factory=lambda: [0.9, 0.98])
+    eps: float = 1e-6
+    warmup_steps: int = 100
+
+    def __post_init__(self) -> None:
+        if self.lr <= 0:
+            raise ValueError(f"optim.lr must be > 0, got {self.lr}")
+
+
+@dataclass
+class ZeroShotConfig:
+    kinds: list[str] = field(default_factory=list, metadata={"help": "shape kinds named in training text"})
+    colors: list[str] = field(default_factory=list)
+    kind_prompt: str = "a {kind}."
+    color_prompt: str = "a {color} shape."
+
+
+@dataclass
+class ClipRunConfig(RunConfig):
+    model: TinyClipConfig = field(default_factory=TinyClipConfig)
+    optim: ClipOptimConfig = field(default_factory=ClipOptimConfig)
+    data: PairDataConfig = field(default_factory=PairDataConfig)
+    zero_shot: ZeroShotConfig = field(default_factory=ZeroShotConfig)
+
+
+def cosine_with_warmup(step: int, warmup: int, total: int) -> float:
+    if step < warmup:
+        return (step + 1) / max(1, warmup)
+    progress = min(1.0, (step - warmup) / max(1, total - warmup))
+    return 0.5 * (1.0 + math.cos(math.pi * progress))
+
+
+class ClipModule(L.LightningModule):
+    def __init__(self, cfg: ClipRunConfig):
+        super().__init__()
+        self.cfg = cfg
+        self.tokenizer = ClipTextTokenizer(cfg.model.context_length)
+        self.model = build_clip(cfg.model)
+        self._zs: dict[str, list[int]] = {"kind_hit": [], "color_hit": []}
+
+    def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
+        text = self.tokenizer(batch["caption"]).to(self.device)
+        img = F.normalize(self.model.encode_image(batch["image"]), dim=-1)  # (B, E)
+        txt = F.normalize(self.model.encode_text(text), dim=-1)  # (B, E)
+        loss = contrastive_loss(img, txt, self.model.logit_scale.exp().clamp(max=100))
+        self.log("train/loss", loss, prog_bar=True, batch_size=img.shape[0])
+        if "n_skipped" in batch:
+            self.log("data/skipped_samples", float(batch["n_skipped"]), reduce_fx="sum", batch_size=img.shape[0])
+        return loss
+
+    @torch.no_grad()
+    def _class_embeddings(self, prompts: list[str]) -> torch.Tensor:
+        return F.normalize(self.model.encode_text(self.tokenizer(prompts).to(self.device)), dim=-1)
+
+    def on_validation_epoch_start(self) -> None:
+        zs = self.cfg.zero_shot
+        self._kind_emb = self._class_embeddings([zs.kind_prompt.format(kind=k) for k in zs.kinds])
+        self._color_emb = self._class_embeddings([zs.color_prompt.format(color=c) for c in zs.colors])
+        self._zs = {"kind_hit": [], "color_hit": []}
+
+    def validation_step(self, batch: dict[str, Any], batch_idx: int) -> None:
+        zs = self.cfg.zero_shot
+        img = F.normalize(self.model.encode_image(batch["image"]), dim=-1)
+        kind_pred = (img @ self._kind_emb.t()).argmax(-1).tolist()
+        color_pred = (img @ self._color_emb.t()).argmax(-1).tolist()
+        for i, meta in enumerate(batch["json"]):
+            shapes = meta["scene"]["shapes"]
+            if len(shapes) != 1:
+                continue
+            shape = shapes[0]
+            if shape["kind"] in zs.kinds:
+                self._zs["kind_hit"].append(int(zs.kinds[kind_pred[i]] == shape["kind"]))
+            self._zs["color_hit"].append(int(zs.colors[color_pred[i]] == shape["color"]))
+
+    def on_validation_epoch_end(self) -> None:
+        for key, n_classes in (("kind", len(self.cfg.zero_shot.kinds)), ("color", len(self.cfg.zero_shot.colors))):
+            hits = self._zs[f"{key}_hit"]
+            if hits:
+                self.log(f"val/zero_shot_{key}_acc", sum(hits) / len(hits))
+                self.log(f"val/zero_shot_{key}_chance", 1.0 / n_classes)
+                self.log(f"val/zero_shot_{key}_n", float(len(hits)))
+
+    def configure_optimizers(self) -> Any:
+        o = self.cfg.optim
+        decay = [p for n, p in self.model.named_parameters() if p.ndim >= 2 and "embedding" not in n]
+        no_decay = [p for n, p in self.model.named_parameters() if not (p.ndim >= 2 and "embedding" not in n)]
+        opt = torch.optim.AdamW(
+            [{"params": decay, "weight_decay": o.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
+            lr=o.lr, betas=tuple(o.betas), eps=o.eps,
+        )
+        total = self.cfg.trainer.max_steps
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: cosine_with_warmup(s, o.warmup_steps, total))
+        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+
+
+def build(cfg: ClipRunConfig) -> tuple[ClipModule, PairDataModule]:
+    return ClipModule(cfg), PairDataModule(cfg.data)
+
+
+def export(module: ClipModule, cfg: ClipRunConfig, run_dir: Path) -> dict[str, Any]:
+    out = Path(run_dir) / "export"
+    weights = out / "open_clip_pytorch_model.bin"
+    state = {k: v.detach().cpu().contiguous() for k, v in module.model.state_dict().items()}
+    atomic_torch_save(state, weights)
+    atomic_write_json(out / "open_clip_config.json", {"model_cfg": cfg.model.to_open_clip(), "preprocess_cfg": {
+        "size": cfg.model.image_size, "mean": list(cfg.data.mean), "std": list(cfg.data.std), "interpolation": "bicubic",
+        "resize_mode": "squash"}})
+    metrics = {k: v.item() for k, v in module.trainer.callback_metrics.items() if k.startswith("val/")}
+    atomic_write_json(out / "metrics.json", metrics)
+    return {"weights": str(weights), **metrics}
+
+
+STAGE = Stage(config=ClipRunConfig, build=build, export=export)
