@@ -158,7 +158,9 @@ def evaluate_mmlu(model: torch.nn.Module, tokenizer: Any, data: MMLUSet, ntrain:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m evaluation.mmlu", description="MMLU k-shot accuracy of a causal LM")
+    parser = argparse.ArgumentParser(
+        prog="python -m evaluation.mmlu", description="MMLU k-shot accuracy of a causal LM"
+    )
     parser.add_argument("--model", required=True, help="folder of a transformers causal LM")
     parser.add_argument("--tokenizer", help="tokenizer folder (default: --model)")
     parser.add_argument("--data", required=True, help="folder holding data/dev and data/test (MMLU layout)")

@@ -114,7 +114,9 @@ def load_categories(path: Path, subjects: list[str]) -> dict[str, str]:
         raise MMLUFormatError(f"{path}: expected {{subject: category}}")
     for subject, category in data.items():
         if category not in CATEGORIES:
-            raise MMLUFormatError(f"{path}: subject '{subject}' has category {category!r}, expected one of {list(CATEGORIES)}")
+            raise MMLUFormatError(
+                f"{path}: subject '{subject}' has category {category!r}, expected one of {list(CATEGORIES)}"
+            )
     missing = [s for s in subjects if s not in data]
     if missing:
         raise MMLUFormatError(f"{path}: no category for subjects {missing}")

@@ -66,13 +66,19 @@ def run_task(
         for start in range(0, len(active), batch_size):
             chunk = active[start : start + batch_size]
             texts = [step.template.format(**fields[i], **results[i].outputs) for i in chunk]
-            requests = [GenerationRequest(records[i]["image"], t, step.name, step.generation) for i, t in zip(chunk, texts)]
+            requests = [
+                GenerationRequest(records[i]["image"], t, step.name, step.generation) for i, t in zip(chunk, texts)
+            ]
             raw = generate(requests)
             if len(raw) != len(requests):
-                raise ValueError(f"{task.key} step '{step.name}': generator returned {len(raw)} texts for {len(requests)} requests")
+                raise ValueError(
+                    f"{task.key} step '{step.name}': generator returned {len(raw)} texts for {len(requests)} requests"
+                )
             for i, text, out in zip(chunk, texts, raw):
                 if not isinstance(out, str):
-                    raise TypeError(f"{task.key} step '{step.name}': generator returned {type(out).__name__}, expected str")
+                    raise TypeError(
+                        f"{task.key} step '{step.name}': generator returned {type(out).__name__}, expected str"
+                    )
                 results[i].prompts[step.name] = text
                 results[i].outputs[step.name] = results[i].prediction = apply_ops(step.output_ops, out)
                 if step.exit_rule is not None and step.exit_rule.matches(results[i].prediction):

@@ -174,7 +174,9 @@ class Task:
         seen: list[str] = []
         for step in self.steps:
             if step.name in seen or step.name in RECORD_FIELDS:
-                raise ValueError(f"Task.steps of {self.key}: step name '{step.name}' is used twice or is a record field")
+                raise ValueError(
+                    f"Task.steps of {self.key}: step name '{step.name}' is used twice or is a record field"
+                )
             for name in step.fields():
                 if name not in RECORD_FIELDS and name not in seen:
                     raise ValueError(
