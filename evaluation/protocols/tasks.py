@@ -1,0 +1,110 @@
+"""The registered zero-shot tasks: three protocols over the six benchmarks of the paper's Table 1.
+
+Every prompt is the text placed after ``[IMG] x̂_1 … x̂_T [/IMG]`` (no BOS, as in the release); the
+image comes first in every step.
+
+``release`` (facts from the authors' evaluation code, jy0205/LaVIT):
+  - captioning (NoCaps val, Flickr30k Karpathy test): no text after ``[/IMG]``; beam 2, 8-36 new
+    tokens, length penalty 1; output stripped and cut before the first ``.``.
+  - VQA (VQAv2, OK-VQA, GQA, VizWiz): question lowercased, ``.!"()*#:;~`` deleted, trailing spaces
+    removed, at most 50 words; prompt ``Question: {question} Answer:``; beam 5, 2-10 new tokens,
+    length penalty 0, early stopping; output stripped, cut before the first of ``\\n``,
+    ``question:``, ``Long answer:``, ``,``, ``.``, stripped, lowercased. (The release then
+    lemmatises answers with spaCy: that is the metric ``vqa_accuracy_release``, not a prompt step.)
+  - VizWiz first asks ``Question: Is the question: "{question}" answerable? Answer:`` (the release
+    feeds ``Is the question: "{q}" answerable?`` through the same VQA prompt and decoding); if that
+    answer contains the substring ``no`` (so also "not", "none", "know") the prediction is
+    ``unanswerable``, otherwise the VQA prompt is asked. The release ran both steps for every
+    question and overwrote the answer; skipping the second step gives the same predictions.
+
+``paper`` (LaVIT paper §4.1): "For visual question answering tasks, we use a simple prompt:
+  'Question: {} Answer: {}'"; decoding and captioning are not described, so they are the
+  release's. The paper names one prompt for all VQA tasks and no answerability question, so
+  VizWiz is the single VQA step here: the only difference from ``release``.
+
+``describe_then_answer`` (ours): step 1 is the model's own caption of the image with the captioning
+  settings above (text after ``[/IMG]``: empty); step 2 is ``{caption} Question: {question} Answer:``
+  with the VQA settings, the image still before the caption. VizWiz keeps the release's
+  answerability step first (three steps: answerable, caption, answer).
+"""
+from __future__ import annotations
+
+from evaluation.protocols.registry import register_task
+from evaluation.protocols.spec import ExitRule, GenerationSettings, PromptStep, Task, TextOp
+
+QUESTION_OPS = (
+    TextOp("lowercase"),
+    TextOp("delete_chars", '.!"()*#:;~'),
+    TextOp("rstrip", " "),
+    TextOp("max_words", 50),
+)
+CAPTION_GENERATION = GenerationSettings(num_beams=2, min_new_tokens=8, max_new_tokens=36, length_penalty=1.0)
+CAPTION_OPS = (TextOp("strip"), TextOp("cut_at", (".",)), TextOp("strip"))
+VQA_GENERATION = GenerationSettings(
+    num_beams=5, min_new_tokens=2, max_new_tokens=10, length_penalty=0.0, early_stopping=True
+)
+ANSWER_OPS = (
+    TextOp("strip"),
+    TextOp("cut_at", ("\n", "question:", "Long answer:", ",", ".")),
+    TextOp("strip"),
+    TextOp("lowercase"),
+)
+
+VQA_TEMPLATE = "Question: {question} Answer:"
+ANSWERABLE_TEMPLATE = 'Question: Is the question: "{question}" answerable? Answer:'
+DESCRIBE_THEN_ANSWER_TEMPLATE = "{caption} Question: {question} Answer:"
+
+CAPTION_STEP = PromptStep("caption", "", CAPTION_GENERATION, CAPTION_OPS)
+ANSWER_STEP = PromptStep("answer", VQA_TEMPLATE, VQA_GENERATION, ANSWER_OPS)
+ANSWERABLE_STEP = PromptStep(
+    "answerable", ANSWERABLE_TEMPLATE, VQA_GENERATION, ANSWER_OPS, ExitRule(contains="no", prediction="unanswerable")
+)
+ANSWER_AFTER_CAPTION_STEP = PromptStep("answer", DESCRIBE_THEN_ANSWER_TEMPLATE, VQA_GENERATION, ANSWER_OPS)
+
+VQA_METRICS = ("vqa_accuracy", "vqa_accuracy_release")
+# benchmark -> (reader, split, metrics, results-file keys)
+CAPTION_BENCHMARKS = {
+    "nocaps": ("nocaps", "val", ("cider",), ("image_id", "caption")),
+    "flickr30k": ("flickr30k", "test", ("cider",), ("image_id", "caption")),
+}
+VQA_BENCHMARKS = {
+    "vqav2": ("vqav2", "val2014", VQA_METRICS, ("question_id", "answer")),
+    "okvqa": ("okvqa", "val2014", VQA_METRICS, ("question_id", "answer")),
+    "gqa": ("gqa", "testdev_balanced", ("gqa_accuracy",), ("questionId", "prediction")),
+    "vizwiz": ("vizwiz", "val", VQA_METRICS, ("image", "answer")),
+}
+
+
+def _task(protocol: str, name: str, steps: tuple[PromptStep, ...], description: str, question_ops=QUESTION_OPS) -> Task:
+    reader, split, metrics, result_keys = {**CAPTION_BENCHMARKS, **VQA_BENCHMARKS}[name]
+    return Task(
+        name=name,
+        protocol=protocol,
+        version=1,
+        reader=reader,
+        split=split,
+        steps=steps,
+        metrics=metrics,
+        result_keys=result_keys,
+        question_ops=question_ops if name in VQA_BENCHMARKS else (),
+        description=description,
+    )
+
+
+def _register_all() -> None:
+    for protocol, source in (("release", "authors' release"), ("paper", "paper §4.1; decoding from the release")):
+        for name in CAPTION_BENCHMARKS:
+            register_task(_task(protocol, name, (CAPTION_STEP,), f"captioning, {source}"))
+        for name in VQA_BENCHMARKS:
+            steps = (ANSWER_STEP,)
+            if protocol == "release" and name == "vizwiz":
+                steps = (ANSWERABLE_STEP, ANSWER_STEP)
+            register_task(_task(protocol, name, steps, f"VQA, {source}"))
+    for name in VQA_BENCHMARKS:
+        steps = (CAPTION_STEP, ANSWER_AFTER_CAPTION_STEP)
+        if name == "vizwiz":
+            steps = (ANSWERABLE_STEP, *steps)
+        register_task(_task("describe_then_answer", name, steps, "own caption first, then the VQA prompt after it"))
+
+
+_register_all()

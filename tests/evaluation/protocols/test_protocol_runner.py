@@ -1,0 +1,120 @@
+"""The task registry run with fake "models": plain functions from a request to text."""
+import pytest
+
+from evaluation.protocols import GenerationRequest, get_task, one_at_a_time, results_entries, run_task
+
+
+def _recorder(answers):
+    """A fake model: ``answers(request) -> str``; every request is kept in ``calls``."""
+    calls: list[GenerationRequest] = []
+
+    def generate(requests):
+        calls.extend(requests)
+        return [answers(r) for r in requests]
+
+    return generate, calls
+
+
+def test_describe_then_answer_chains_the_caption_into_the_question_prompt():
+    def answers(r):
+        return {"caption": "  A red circle left of a blue square. It is small.", "answer": "Red, I think."}[r.step]
+
+    generate, calls = _recorder(answers)
+    records = [{"image": "img0.jpg", "question": "What color is the circle?", "question_id": 7}]
+    (out,) = run_task(get_task("describe_then_answer/vqav2"), records, generate)
+    assert [c.step for c in calls] == ["caption", "answer"]
+    assert calls[0].text == ""  # captioning: the image alone
+    assert calls[1].text == "A red circle left of a blue square Question: what color is the circle? Answer:"
+    assert all(c.image == "img0.jpg" for c in calls)  # the image stays before every step's text
+    assert (calls[0].generation.num_beams, calls[0].generation.min_new_tokens, calls[0].generation.max_new_tokens) == (2, 8, 36)
+    assert (calls[1].generation.num_beams, calls[1].generation.max_new_tokens, calls[1].generation.length_penalty) == (5, 10, 0.0)
+    assert out.outputs == {"caption": "A red circle left of a blue square", "answer": "red"}
+    assert out.prediction == "red" and out.exited_at is None
+    assert results_entries(get_task("describe_then_answer/vqav2"), records, [out]) == [{"question_id": 7, "answer": "red"}]
+
+
+def test_vizwiz_release_rule_unanswerable_when_the_first_answer_contains_no():
+    judgements = {"q0": "No.", "q1": "yes", "q2": "I do not know", "q3": "Yes, it is"}
+
+    def answers(r):
+        if r.step == "answerable":
+            return judgements[r.image]
+        return "Coca Cola. A can"
+
+    generate, calls = _recorder(answers)
+    records = [{"image": k, "question": "What is THIS?"} for k in judgements]
+    outs = run_task(get_task("release/vizwiz"), records, generate)
+    # "not"/"know" contain "no": the release's substring test marks q2 unanswerable too
+    assert [o.prediction for o in outs] == ["unanswerable", "coca cola", "unanswerable", "coca cola"]
+    assert [o.exited_at for o in outs] == ["answerable", None, "answerable", None]
+    assert calls[0].text == 'Question: Is the question: "what is this?" answerable? Answer:'
+    answered = [c.image for c in calls if c.step == "answer"]
+    assert answered == ["q1", "q3"]  # the second step runs only for answerable questions
+    assert calls[-1].text == "Question: what is this? Answer:"
+
+
+def test_paper_vizwiz_is_the_single_vqa_prompt():
+    generate, calls = _recorder(lambda r: "no")
+    (out,) = run_task(get_task("paper/vizwiz"), [{"image": "a", "question": "Is it open?"}], generate)
+    assert [c.step for c in calls] == ["answer"] and out.prediction == "no"
+
+
+@pytest.mark.parametrize(
+    "raw, expected",
+    [
+        ('What is "THIS" (thing)?!  ', "what is this thing?"),
+        ("Is it 3.5 inches; or #2~ : *x*?", "is it 35 inches or 2  x?"),
+        (" ".join(f"w{i}" for i in range(60)), " ".join(f"w{i}" for i in range(50))),
+    ],
+)
+def test_questions_are_lowercased_stripped_and_truncated(raw, expected):
+    generate, calls = _recorder(lambda r: "x")
+    run_task(get_task("release/vqav2"), [{"image": 0, "question": raw}], generate)
+    assert calls[0].text == f"Question: {expected} Answer:"
+
+
+@pytest.mark.parametrize(
+    "raw, expected",
+    [(" a dog on a sofa. the dog is brown.", "a dog on a sofa"), ("two cats ", "two cats"), (".", "")],
+)
+def test_captions_are_cut_at_the_first_period(raw, expected):
+    generate, calls = _recorder(lambda r: raw)
+    (out,) = run_task(get_task("release/nocaps"), [{"image": 3, "image_id": 3}], generate)
+    assert calls[0].text == "" and out.prediction == expected
+    assert results_entries(get_task("release/nocaps"), [{"image": 3, "image_id": 3}], [out]) == [
+        {"image_id": 3, "caption": expected}
+    ]
+
+
+@pytest.mark.parametrize(
+    "raw, expected",
+    [("Blue\nQuestion: x", "blue"), ("two, maybe three", "two"), ("Yes question: why", "yes"),
+     ("  Left Long answer: the left", "left")],
+)
+def test_release_answer_cut(raw, expected):
+    (out,) = run_task(get_task("release/gqa"), [{"image": 0, "question": "q"}], one_at_a_time(lambda r: raw))
+    assert out.prediction == expected
+
+
+def test_batches_respect_batch_size_and_keep_order():
+    sizes = []
+
+    def generate(requests):
+        sizes.append(len(requests))
+        return [f"{r.image} {r.step}" for r in requests]
+
+    records = [{"image": f"i{k}", "question": f"q{k}", "questionId": k} for k in range(5)]
+    outs = run_task(get_task("describe_then_answer/gqa"), records, generate, batch_size=2)
+    assert sizes == [2, 2, 1, 2, 2, 1]
+    assert outs[3].prompts["answer"] == "i3 caption Question: q3 Answer:"
+    assert results_entries(get_task("describe_then_answer/gqa"), records, outs)[4] == {"questionId": 4, "prediction": "i4 answer"}
+
+
+def test_bad_records_and_generators_are_named():
+    task = get_task("release/vqav2")
+    with pytest.raises(KeyError, match=r"release/vqav2: record 1 lacks \['question'\]"):
+        run_task(task, [{"image": 0, "question": "a"}, {"image": 1}], one_at_a_time(lambda r: "x"))
+    with pytest.raises(ValueError, match="generator returned 0 texts for 1 requests"):
+        run_task(task, [{"image": 0, "question": "a"}], lambda requests: [])
+    with pytest.raises(KeyError, match="results id key 'question_id'"):
+        results_entries(task, [{"image": 0, "question": "a"}], run_task(task, [{"image": 0, "question": "a"}], one_at_a_time(lambda r: "x")))
