@@ -80,7 +80,7 @@ def sample_image_tokens(lm: UnifiedLM, prompts: Sequence[Example], features: tor
         generator = torch.Generator(device=device).manual_seed(config.seed)
     n_prompts = len(prompts)
     start = text_part([vocab.image_start_id], False)
-    streams = [assemble((p.input_ids, p.feature_slot, p.labels), start) for p in prompts]
+    streams = [assemble(p, start) for p in prompts]
     if config.cfg_scale is not None:
         streams += [assemble(start)] * n_prompts  # unconditional: [IMG] alone
     batch = {k: v.to(device) for k, v in collate_prompts(streams, pad_id=vocab.eos_id).items()}
