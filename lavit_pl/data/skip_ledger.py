@@ -49,7 +49,8 @@ def drop_skip_markers(samples: Iterable[Any]) -> Iterator[Any]:
 
 class SkipLedger:
     """Per-pass accounting for one process. ``warned`` is shared across passes so that a bad
-    sample met again in the next pass is counted again but not logged again."""
+    sample met again in the next pass is counted again but not logged again (the end-of-pass
+    summary, one line per damaged file, is logged every pass)."""
 
     def __init__(self, warned: set[tuple[str, str, str]] | None = None):
         self.warned = warned if warned is not None else set()
@@ -77,7 +78,8 @@ class SkipLedger:
         self.summaries[url].skipped += 1
         self.pending += 1
         self._last_key = key
-        self._warn_once(url, key, reason, f"{url}: skipping sample {key!r}: {reason}")
+        # keyed by (file, key) only: a reason's text may differ between passes (object addresses)
+        self._warn_once(url, key, "sample", f"{url}: skipping sample {key!r}: {reason}")
 
     def stream_error(self, exn: BaseException) -> bool:
         """webdataset ``handler=``: a read error inside the current file; always continue.
