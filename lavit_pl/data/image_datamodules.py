@@ -12,11 +12,10 @@ from dataclasses import dataclass, field
 
 import lightning.pytorch as pl
 from torch.utils.data import DataLoader
-from webdataset.utils import pytorch_worker_info
 
 from lavit_pl.data.image_shards import ShardReaderConfig, build_image_pipeline
 from lavit_pl.data.loader_config import LoaderConfig, make_dataloader
-from lavit_pl.data.pipeline_stages import check_enough_files, fixed_length_epoch, planned_pass_batches
+from lavit_pl.data.pipeline_stages import check_enough_files, fixed_length_epoch, node_rank_and_size, planned_pass_batches
 from lavit_pl.data.shard_list import expand_shard_specs, expected_counts
 
 
@@ -74,7 +73,7 @@ class ImagesDataModule(pl.LightningDataModule):
         counts = expected_counts(self.train_files, self.cfg.reader.require_stats)
         if any(c is None for c in counts.values()):
             raise ValueError("loader.batches_per_epoch must be set: some training shards have no stats file")
-        _, world_size, _, _ = pytorch_worker_info()
+        world_size = node_rank_and_size()[1]
         return max(1, sum(counts.values()) // (world_size * self.cfg.loader.batch_size))  # type: ignore[arg-type]
 
     def train_dataloader(self) -> DataLoader:

@@ -1,11 +1,11 @@
 """Read img2dataset WebDataset shards: ``KEY.jpg|png`` + ``KEY.txt`` + ``KEY.json`` per sample.
 
 Pipeline (webdataset ``DataPipeline``): shard order (optionally shuffled, identical on every
-process) -> ``split_by_node`` -> ``split_by_worker`` -> tar reading (``tarfile_samples``, one shard
-at a time so a truncated shard's partial sample cannot merge into the next shard) -> decoding
-(webdataset's ``Decoder`` with the ``pilrgb`` image handler, restricted to the members we use, so
-no pickle member is ever decoded) -> bicubic resize + normalise -> optional shuffle buffer ->
-optional batching. A sample is
+process) -> node split (``split_by_node`` with the rank fixed at build time) -> webdataset's
+``split_by_worker`` -> tar reading (``tarfile_samples``, one shard at a time so a truncated
+shard's partial sample cannot merge into the next shard) -> decoding (webdataset's ``Decoder``
+with the ``pilrgb`` image handler, restricted to the members we use, so no pickle member is ever
+decoded) -> bicubic resize + normalise -> optional shuffle buffer -> optional batching. A sample is
 
     {"image": (C, H, W) float32, "caption": str (image-text only), "key": str, "shard": str,
      "meta": {field: value from KEY.json}, "n_skipped": int}
@@ -25,7 +25,7 @@ from torchvision import transforms
 from webdataset.autodecode import Decoder, DecodingError, imagehandler
 
 from lavit_pl.data.collate import collate_image_samples
-from lavit_pl.data.pipeline_stages import BadSample, BatchWithSkips, ReadWithLedger, SeededShuffle
+from lavit_pl.data.pipeline_stages import BadSample, BatchWithSkips, NodeSplit, ReadWithLedger, SeededShuffle
 from lavit_pl.data.shard_list import ShardOrder, expected_counts
 from lavit_pl.data.skip_ledger import ShardSummary, drop_skip_markers
 
@@ -146,7 +146,7 @@ def build_image_pipeline(
     expected = expected_counts(shards, cfg.require_stats)
     stages: list[Any] = [
         ShardOrder(shards, shuffle=shuffle, seed=seed),
-        wds.split_by_node,
+        NodeSplit(),
         wds.split_by_worker,
         ReadWithLedger(iter_tar_samples, Img2DatasetDecoder(cfg, with_captions), expected),
     ]

@@ -14,6 +14,7 @@ from typing import Any, Iterator, Mapping
 from torch.utils.data import IterableDataset
 from webdataset.utils import pytorch_worker_info
 
+from lavit_pl.data.pipeline_stages import node_rank_and_size
 from lavit_pl.data.skip_ledger import N_SKIPPED, is_skip_marker
 
 MAX_EMPTY_PASSES = 3
@@ -34,10 +35,11 @@ class WeightedSourceMix(IterableDataset):
         self.sources = dict(sources)
         self.weights = [float(weights[n]) for n in self.names]
         self.seed = seed
+        self.rank = node_rank_and_size()[0]  # fixed in the rank's main process (see NodeSplit)
         self.passes = 0
 
     def __iter__(self) -> Iterator[dict[str, Any]]:
-        rank, _, worker, _ = pytorch_worker_info()
+        rank, worker = self.rank, pytorch_worker_info()[2]
         rng = random.Random(f"{self.seed}:{rank}:{worker}:{self.passes}")
         self.passes += 1
         streams = {name: iter(self.sources[name]) for name in self.names}

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import math
 import random
+from itertools import islice
 from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
 
 import webdataset as wds
@@ -67,6 +68,31 @@ class ReadWithLedger(PipelineStage):
             yield skip_marker(ledger.take_pending())
 
 
+def node_rank_and_size() -> tuple[int, int]:
+    """(rank, world size) of this process: env ``RANK``/``WORLD_SIZE`` if both are set, else
+    torch.distributed if initialised, else (0, 1) (webdataset's rule)."""
+    rank, world_size, _, _ = pytorch_worker_info()
+    return rank, world_size
+
+
+class NodeSplit(PipelineStage):
+    """``webdataset.split_by_node`` with the rank fixed when the pipeline is built.
+
+    webdataset looks the rank up when the stage runs, i.e. inside each DataLoader worker, where
+    torch.distributed is not initialised unless the worker was forked, and Lightning's DDP
+    launcher exports ``WORLD_SIZE`` but not ``RANK``: a spawned worker would read every shard on
+    every rank. The DataModules build pipelines in the rank's main process, so capture it there.
+    """
+
+    def __init__(self, rank: int | None = None, world_size: int | None = None):
+        here = node_rank_and_size()
+        self.rank = here[0] if rank is None else rank
+        self.world_size = here[1] if world_size is None else world_size
+
+    def run(self, src: Iterable[Any]) -> Iterator[Any]:
+        return islice(src, self.rank, None, self.world_size) if self.world_size > 1 else iter(src)
+
+
 class SeededShuffle(PipelineStage):
     """webdataset's shuffle buffer with a generator seeded by (seed, rank, worker, pass), so a run
     is reproducible for a fixed seed and world/worker layout, and each pass is shuffled anew."""
@@ -74,11 +100,12 @@ class SeededShuffle(PipelineStage):
     def __init__(self, bufsize: int, seed: int):
         self.bufsize = bufsize
         self.seed = seed
+        self.rank = node_rank_and_size()[0]
         self.passes = 0
 
     def run(self, src: Iterable[Any]) -> Iterator[Any]:
-        rank, _, worker, _ = pytorch_worker_info()
-        rng = random.Random(f"{self.seed}:{rank}:{worker}:{self.passes}")
+        _, _, worker, _ = pytorch_worker_info()
+        rng = random.Random(f"{self.seed}:{self.rank}:{worker}:{self.passes}")
         self.passes += 1
         initial = max(1, self.bufsize // 2)
         return wds.filters.shuffle(self.bufsize, initial, rng=rng)(iter(src))
@@ -146,7 +173,7 @@ def planned_pass_batches(
     files: Sequence[str], expected: Mapping[str, int | None], batch_size: int, num_workers: int
 ) -> int | None:
     """Batches one exact pass (``partial=True``) yields on this rank; None if a count is unknown."""
-    rank, world_size, _, _ = pytorch_worker_info()
+    rank, world_size = node_rank_and_size()
     total = 0
     for files_of_worker in worker_slices(files, rank, world_size, num_workers):
         counts = [expected.get(f) for f in files_of_worker]
@@ -158,7 +185,7 @@ def planned_pass_batches(
 
 def check_enough_files(n_files: int, num_workers: int, field: str) -> None:
     """A repeating stream needs a file for every (rank, worker), or some worker yields nothing."""
-    _, world_size, _, _ = pytorch_worker_info()
+    world_size = node_rank_and_size()[1]
     needed = world_size * max(1, num_workers)
     if n_files < needed:
         raise ValueError(

@@ -1,7 +1,7 @@
 """Read a RedPajama-style text corpus: JSONL files (optionally ``.gz``), one document a line,
 ``{"text": str, "meta": {...}}``. Tokenisation belongs to the LM module; this yields raw text.
 
-Files are the unit of splitting (like shards): file order -> ``split_by_node`` ->
+Files are the unit of splitting (like shards): file order -> node split ->
 ``split_by_worker`` -> lines. A sample is ``{"text": str, "meta": dict, "key": "<file>:<line>",
 "n_skipped": int}``. Blank lines are not documents and are passed over. A line that is not UTF-8,
 not JSON, not an object, or lacks a string ``text`` (or has a non-object ``meta``) is skipped,
@@ -18,7 +18,7 @@ from typing import Any, Callable, Iterator, Sequence
 import webdataset as wds
 
 from lavit_pl.data.collate import collate_text_samples
-from lavit_pl.data.pipeline_stages import BadSample, BatchWithSkips, ReadWithLedger, SeededShuffle
+from lavit_pl.data.pipeline_stages import BadSample, BatchWithSkips, NodeSplit, ReadWithLedger, SeededShuffle
 from lavit_pl.data.shard_list import ShardOrder
 from lavit_pl.data.skip_ledger import ShardSummary, drop_skip_markers
 
@@ -89,7 +89,7 @@ def build_text_pipeline(
     JSONL has no stats file, so a file's expected count is what it held: skipped = bad lines."""
     stages: list[Any] = [
         ShardOrder(files, shuffle=shuffle, seed=seed),
-        wds.split_by_node,
+        NodeSplit(),
         wds.split_by_worker,
         ReadWithLedger(iter_jsonl_lines, JsonlDocumentDecoder(cfg), {}),
     ]

@@ -13,14 +13,13 @@ from dataclasses import dataclass, field
 import lightning.pytorch as pl
 import webdataset as wds
 from torch.utils.data import DataLoader
-from webdataset.utils import pytorch_worker_info
 
 from lavit_pl.data.collate import MixtureCollate, collate_image_samples, collate_text_samples
 from lavit_pl.data.image_datamodules import ImageTextDataConfig, ImageTextDataModule
 from lavit_pl.data.image_shards import build_image_pipeline
 from lavit_pl.data.loader_config import LoaderConfig, make_dataloader
 from lavit_pl.data.mixture import WeightedSourceMix
-from lavit_pl.data.pipeline_stages import BatchWithSkips, check_enough_files, fixed_length_epoch, planned_pass_batches
+from lavit_pl.data.pipeline_stages import BatchWithSkips, check_enough_files, fixed_length_epoch, node_rank_and_size, planned_pass_batches
 from lavit_pl.data.shard_list import expand_shard_specs
 from lavit_pl.data.text_corpus import TextCorpusReaderConfig, build_text_pipeline, count_documents
 
@@ -63,7 +62,7 @@ class TextCorpusDataModule(pl.LightningDataModule):
 
     def default_batches_per_epoch(self) -> int:
         self._ensure_setup()
-        _, world_size, _, _ = pytorch_worker_info()
+        world_size = node_rank_and_size()[1]
         documents = sum(count_documents(self.train_files).values())
         return max(1, documents // (world_size * self.cfg.loader.batch_size))
 

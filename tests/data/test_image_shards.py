@@ -70,6 +70,9 @@ def _keys_seen(shards, rank: int, world_size: int, monkeypatch, shuffle: bool) -
     monkeypatch.setenv("RANK", str(rank))
     monkeypatch.setenv("WORLD_SIZE", str(world_size))
     pipeline = build_image_pipeline(shards, READER, True, shuffle=shuffle, seed=5, shuffle_buffer=4, batch_size=2)
+    # The rank is fixed when the pipeline is built: workers may not see it (spawned workers have
+    # no process group, and Lightning's DDP launcher exports WORLD_SIZE but not RANK).
+    monkeypatch.delenv("RANK")
     keys = []
     for batch in DataLoader(pipeline, batch_size=None, num_workers=2):
         keys.extend(batch["key"])
