@@ -1,0 +1,165 @@
+"""DataModules for the text corpus and for the stage-2 mixture of text and image-text documents.
+
+Text batches: ``{"text": [B str], "meta": [B dict], "key": [B str], "n_skipped": int}``.
+Mixture batches hold ``batch_size`` documents: ``{"text": text batch, "image_text": image-text
+batch, "source_counts": {name: documents}, "n_skipped": int}``; a source with no document in a
+batch has no entry. The mixture's validation is its sources' validation, one loader each
+(``[image_text, text]``, deterministic).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import lightning.pytorch as pl
+import webdataset as wds
+from torch.utils.data import DataLoader
+
+from lavit_pl.data.collate import MixtureCollate, collate_image_samples, collate_text_samples
+from lavit_pl.data.image_datamodules import ImageTextDataConfig, ImageTextDataModule
+from lavit_pl.data.image_shards import build_image_pipeline
+from lavit_pl.data.loader_config import LoaderConfig, make_dataloader
+from lavit_pl.data.mixture import WeightedSourceMix
+from lavit_pl.data.pipeline_stages import BatchWithSkips, check_enough_files, fixed_length_epoch, node_rank_and_size, planned_pass_batches
+from lavit_pl.data.shard_list import expand_shard_specs
+from lavit_pl.data.text_corpus import TextCorpusReaderConfig, build_text_pipeline, count_documents
+
+
+@dataclass
+class TextCorpusDataConfig:
+    """``train_files``/``val_files``: JSONL specs (globs, brace ranges) under ``data_root``; an
+    empty ``val_files`` means no validation loader. Without ``loader.batches_per_epoch`` the
+    training files' lines are counted at setup (a full read: set it for a large corpus)."""
+
+    data_root: str = "data/shapes/tiny"
+    train_files: list[str] = field(default_factory=lambda: ["corpus/corpus_*.jsonl"])
+    val_files: list[str] = field(default_factory=list)
+    reader: TextCorpusReaderConfig = field(default_factory=TextCorpusReaderConfig)
+    loader: LoaderConfig = field(default_factory=LoaderConfig)
+
+    def __post_init__(self) -> None:
+        if not self.data_root:
+            raise ValueError("TextCorpusDataConfig.data_root must be a folder path")
+        if isinstance(self.train_files, str) or not self.train_files:
+            raise ValueError(f"TextCorpusDataConfig.train_files must be a non-empty list of specs, got {self.train_files!r}")
+        if isinstance(self.val_files, str):
+            raise ValueError(f"TextCorpusDataConfig.val_files must be a list of specs, got the string {self.val_files!r}")
+
+
+class TextCorpusDataModule(pl.LightningDataModule):
+    def __init__(self, cfg: TextCorpusDataConfig):
+        super().__init__()
+        self.cfg = cfg
+        self.train_files: list[str] = []
+        self.val_files: list[str] = []
+
+    def setup(self, stage: str | None = None) -> None:
+        self.train_files = expand_shard_specs(self.cfg.data_root, self.cfg.train_files, "train_files")
+        self.val_files = expand_shard_specs(self.cfg.data_root, self.cfg.val_files, "val_files") if self.cfg.val_files else []
+
+    def _ensure_setup(self) -> None:
+        if not self.train_files:
+            self.setup()
+
+    def default_batches_per_epoch(self) -> int:
+        self._ensure_setup()
+        world_size = node_rank_and_size()[1]
+        documents = sum(count_documents(self.train_files).values())
+        return max(1, documents // (world_size * self.cfg.loader.batch_size))
+
+    def train_dataloader(self) -> DataLoader:
+        self._ensure_setup()
+        loader = self.cfg.loader
+        check_enough_files(len(self.train_files), loader.num_workers, "TextCorpusDataConfig.train_files")
+        pipeline = build_text_pipeline(
+            self.train_files, self.cfg.reader, shuffle=loader.shuffle, seed=loader.seed,
+            shuffle_buffer=loader.shuffle_buffer, batch_size=loader.batch_size, partial=False, repeat=True,
+        )
+        batches = loader.batches_per_epoch or self.default_batches_per_epoch()
+        pipeline = fixed_length_epoch(pipeline, batches, loader.num_workers)
+        return make_dataloader(pipeline, loader.num_workers, loader.pin_memory, train=True)
+
+    def val_dataloader(self) -> DataLoader | list:
+        self._ensure_setup()
+        if not self.val_files:
+            return []
+        loader = self.cfg.loader
+        pipeline = build_text_pipeline(self.val_files, self.cfg.reader, batch_size=loader.eval_batch_size, partial=True)
+        planned = planned_pass_batches(self.val_files, count_documents(self.val_files), loader.eval_batch_size, loader.num_workers)
+        if planned is not None:
+            pipeline = pipeline.with_length(planned, silent=True)
+        return make_dataloader(pipeline, loader.num_workers, loader.pin_memory, train=False)
+
+
+MIXTURE_SOURCES = ("text", "image_text")
+
+
+@dataclass
+class MixtureDataConfig:
+    """Stage-2 documents: ``weights`` are relative shares counted in documents (the paper's
+    text : image-text = 2 : 1). ``batch_size`` documents per batch; ``batches_per_epoch`` per rank
+    (required: the sources repeat, so "one pass" has no meaning). ``text``/``image_text``: where
+    each source's files are, how they are read and shuffled, and their validation batch size
+    (their own ``loader.batch_size``/``batches_per_epoch``/``num_workers`` are not used here)."""
+
+    text: TextCorpusDataConfig = field(default_factory=TextCorpusDataConfig)
+    image_text: ImageTextDataConfig = field(default_factory=ImageTextDataConfig)
+    weights: dict[str, float] = field(default_factory=lambda: {"text": 2.0, "image_text": 1.0})
+    batch_size: int = 8
+    batches_per_epoch: int = 1000
+    num_workers: int = 0
+    seed: int = 0
+    pin_memory: bool = False
+
+    def __post_init__(self) -> None:
+        if set(self.weights) != set(MIXTURE_SOURCES):
+            raise ValueError(f"MixtureDataConfig.weights must name exactly {list(MIXTURE_SOURCES)}, got {sorted(self.weights)}")
+        if any(not w > 0 for w in self.weights.values()):
+            raise ValueError(f"MixtureDataConfig.weights must all be > 0, got {dict(self.weights)}")
+        if self.batch_size < 1:
+            raise ValueError(f"MixtureDataConfig.batch_size must be >= 1, got {self.batch_size}")
+        if self.batches_per_epoch < 1:
+            raise ValueError(f"MixtureDataConfig.batches_per_epoch must be >= 1, got {self.batches_per_epoch}")
+        if self.num_workers < 0:
+            raise ValueError(f"MixtureDataConfig.num_workers must be >= 0, got {self.num_workers}")
+
+
+class MixtureDataModule(pl.LightningDataModule):
+    def __init__(self, cfg: MixtureDataConfig):
+        super().__init__()
+        self.cfg = cfg
+        self.text = TextCorpusDataModule(cfg.text)
+        self.image_text = ImageTextDataModule(cfg.image_text)
+
+    def setup(self, stage: str | None = None) -> None:
+        self.text.setup(stage)
+        self.image_text.setup(stage)
+
+    def train_dataset(self) -> wds.DataPipeline:
+        """Endless per-worker stream of mixture batches, cut to ``batches_per_epoch``."""
+        self.text._ensure_setup()
+        self.image_text._ensure_setup()
+        cfg = self.cfg
+        check_enough_files(len(self.text.train_files), cfg.num_workers, "MixtureDataConfig.text.train_files")
+        check_enough_files(len(self.image_text.train_files), cfg.num_workers, "MixtureDataConfig.image_text.train_shards")
+        text_loader, pair_loader = cfg.text.loader, cfg.image_text.loader
+        sources = {
+            "text": build_text_pipeline(
+                self.text.train_files, cfg.text.reader, shuffle=text_loader.shuffle, seed=text_loader.seed,
+                shuffle_buffer=text_loader.shuffle_buffer, repeat=True,
+            ),
+            "image_text": build_image_pipeline(
+                self.image_text.train_files, cfg.image_text.reader, True, shuffle=pair_loader.shuffle,
+                seed=pair_loader.seed, shuffle_buffer=pair_loader.shuffle_buffer, repeat=True,
+            ),
+        }
+        mix = WeightedSourceMix(sources, cfg.weights, cfg.seed)
+        collate = MixtureCollate({"text": collate_text_samples, "image_text": collate_image_samples})
+        pipeline = wds.DataPipeline(mix, BatchWithSkips(cfg.batch_size, collate, partial=False))
+        return fixed_length_epoch(pipeline, cfg.batches_per_epoch, cfg.num_workers)
+
+    def train_dataloader(self) -> DataLoader:
+        return make_dataloader(self.train_dataset(), self.cfg.num_workers, self.cfg.pin_memory, train=True)
+
+    def val_dataloader(self) -> list[DataLoader]:
+        loaders = [self.image_text.val_dataloader(), self.text.val_dataloader()]
+        return [dl for dl in loaders if isinstance(dl, DataLoader)]
