@@ -14,8 +14,11 @@ What the authors' evaluation (jy0205/LaVIT, ``LaVIT/evaluation``) does on top of
 
 spaCy is not installed here: the lemmatiser is spaCy's lookup table ``en_lemma_lookup`` from the
 ``spacy-lookups-data`` package, read directly. The release lemmatised only tokens tagged NOUN or
-VERB; a lookup table has no tagger, so every token is looked up except clitics ("n't", "'s", ...),
-which spaCy never tags NOUN or VERB. Predictions and references go through the same lemmatiser.
+VERB; a lookup table has no tagger, so every token is looked up except clitics ("n't", "'s", ...)
+and the few function words that the table would rewrite but that spaCy tags as determiner,
+auxiliary, adverb or adposition in answers (:data:`KEEP_AS_IS`: "is" -> "be" would defeat the
+release's own "it is " filler rule, "as" -> "a", "more" -> "much"), plus "left", a direction in
+answers, not the verb "leave". Predictions and references go through the same lemmatiser.
 """
 from __future__ import annotations
 
@@ -48,6 +51,10 @@ FILLER_PREFIXES = (
 CLAUSE_CUTS = ("\n", "question:", "Long answer:", ",", ".")
 CLITICS = ("n't", "'s", "'re", "'ve", "'ll", "'m", "'d")
 _CLITIC = re.compile(r"^(.+?)(n't|'s|'re|'ve|'ll|'m|'d)$", re.IGNORECASE)
+KEEP_AS_IS = frozenset({
+    "these", "those", "an", "is", "are", "was", "were", "am", "been", "being", "does", "did", "has", "had",
+    "could", "might", "more", "most", "less", "least", "as", "left",
+})
 _EDGE_PUNCT = "\"'()[]{}<>!?;:,.`"
 
 
@@ -102,11 +109,13 @@ def tokenize(text: str) -> list[str]:
 
 
 def lemmatize(text: str, table: Mapping[str, str] | None = None) -> str:
-    """Lower-case, tokenise, replace every non-clitic token by its lookup lemma, join with spaces."""
+    """Lower-case, tokenise, replace each token (but clitics and :data:`KEEP_AS_IS`) by its lookup
+    lemma, join with spaces."""
     table = load_lemma_table() if table is None else table
     words = []
     for token in tokenize(text.lower()):
-        words.append(token if token in CLITICS else table.get(token, token))
+        keep = token in CLITICS or token in KEEP_AS_IS
+        words.append(token if keep else table.get(token, token))
     return " ".join(words)
 
 
