@@ -12,10 +12,13 @@ Annotations (``v2_mscoco_val2014_annotations.json``)::
      "answers": [{"answer", "answer_confidence", "answer_id"} x 10]}]}
 
 OK-VQA (``OpenEnded_mscoco_val2014_questions.json`` / ``mscoco_val2014_annotations.json``) has
-the same fields. Images are ``COCO_<data_subtype>_<image_id:012d>.jpg``.
+the same fields except ``multiple_choice_answer`` (its answers add ``raw_answer``); where that key
+is absent the record's ``multiple_choice_answer`` is the most frequent of the ten answers (ties to
+the lexicographically smallest). Images are ``COCO_<data_subtype>_<image_id:012d>.jpg``.
 """
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -91,8 +94,10 @@ def _read_annotations(path: Path, num_answers: int) -> tuple[str | None, dict[in
             raise BenchmarkFileError(path, f"duplicate question_id {qid} (first at {by_id[qid][0]})",
                                      record=where, key="question_id")
         require(ann, "image_id", int, path, where)
-        for key in ("question_type", "answer_type", "multiple_choice_answer"):
+        for key in ("question_type", "answer_type"):
             require(ann, key, str, path, where)
+        if "multiple_choice_answer" in ann:
+            require(ann, "multiple_choice_answer", str, path, where)
         answers = require_list(ann, "answers", path, where)
         if len(answers) != num_answers:
             raise BenchmarkFileError(path, f"expected {num_answers} answers, got {len(answers)}",
@@ -101,6 +106,11 @@ def _read_annotations(path: Path, num_answers: int) -> tuple[str | None, dict[in
             require(answer, "answer", str, path, f"{where}.answers[{j}]")
         by_id[qid] = (where, ann)
     return subtype if isinstance(subtype, str) else None, by_id
+
+
+def _most_frequent(answers: list[dict]) -> str:
+    counts = Counter(a["answer"] for a in answers)
+    return min(counts, key=lambda a: (-counts[a], a))
 
 
 def read_vqa(
@@ -138,7 +148,7 @@ def read_vqa(
             image_file=q.image_file,
             question_type=ann["question_type"],
             answer_type=ann["answer_type"],
-            multiple_choice_answer=ann["multiple_choice_answer"],
+            multiple_choice_answer=ann.get("multiple_choice_answer") or _most_frequent(ann["answers"]),
             answers=tuple(a["answer"] for a in ann["answers"]),
         ))
     for qid, (where, _) in annotations.items():

@@ -35,6 +35,9 @@ def test_okvqa_same_layout():
     records = read_vqa(OK_Q, OK_A)
     assert [r.question_type for r in records] == ["one", "eight", "other"]
     assert records[1].answers.count("leather") == 6
+    # OK-VQA has no multiple_choice_answer: the most frequent answer, ties to the smallest string
+    # (question 1: motocross 4, race 4, riding 2 -> "motocross").
+    assert [r.multiple_choice_answer for r in records] == ["motocross", "leather", "italy"]
 
 
 def test_vqa_id_mismatches_name_the_first_offender(tmp_path):
