@@ -9,7 +9,8 @@ Layout::
 
 The split is a required argument: scoring every Flickr30k image instead of the 1K Karpathy test
 split is a known way to report a wrong number, so nothing here defaults to "all images".
-The record's ``image_id`` is the file's ``imgid``; caption results name images by it.
+The record's ``image_id`` is the file's ``imgid``; caption results name images by it. The image
+file is ``filename``, under ``filepath`` when the image carries one (``dataset_coco.json``).
 """
 from __future__ import annotations
 
@@ -58,6 +59,8 @@ def read_karpathy(path: str | Path, split: str, image_root: str | Path | None = 
         image_id = require(image, "imgid", int, path, where)
         where = f"images[{index}] (imgid {image_id})"
         filename = require(image, "filename", str, path, where)
+        if isinstance(image.get("filepath"), str) and image["filepath"]:
+            filename = f"{image['filepath']}/{filename}"
         image_split = require(image, "split", str, path, where)
         if image_split not in KARPATHY_SPLITS:
             raise BenchmarkFileError(path, f"expected one of {KARPATHY_SPLITS}, got {image_split!r}",

@@ -91,6 +91,13 @@ def test_karpathy_split_is_explicit_and_filters():
         read_karpathy(FLICKR, "all")
 
 
+def test_karpathy_filepath_prefixes_the_image_file(tmp_path):
+    data = json.loads(FLICKR.read_text())
+    data["images"][3]["filepath"] = "val2014"  # dataset_coco.json carries one
+    records = read_karpathy(write(tmp_path, "k.json", data), "test")
+    assert [r.image_file for r in records] == ["val2014/1000344755.jpg", "1000366164.jpg"]
+
+
 def test_karpathy_bad_sentence(tmp_path):
     data = json.loads(FLICKR.read_text())
     data["images"][4]["sentences"][1].pop("raw")
