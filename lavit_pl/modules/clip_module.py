@@ -17,7 +17,7 @@ import lightning as L
 import torch
 import torch.nn.functional as F
 
-from lavit_pl.data.datamodules import PairDataConfig, PairDataModule
+from lavit_pl.data.image_datamodules import ImageTextDataConfig, ImageTextDataModule
 from lavit_pl.models.clip import ClipTextTokenizer, TinyClipConfig, build_clip, contrastive_loss
 from lavit_pl.modules.stage import RunConfig, Stage
 from lavit_pl.utils.atomic import atomic_torch_save, atomic_write_json
@@ -48,7 +48,7 @@ class ZeroShotConfig:
 class ClipRunConfig(RunConfig):
     model: TinyClipConfig = field(default_factory=TinyClipConfig)
     optim: ClipOptimConfig = field(default_factory=ClipOptimConfig)
-    data: PairDataConfig = field(default_factory=PairDataConfig)
+    data: ImageTextDataConfig = field(default_factory=ImageTextDataConfig)
     zero_shot: ZeroShotConfig = field(default_factory=ZeroShotConfig)
 
 
@@ -73,8 +73,6 @@ class ClipModule(L.LightningModule):
         txt = F.normalize(self.model.encode_text(text), dim=-1)  # (B, E)
         loss = contrastive_loss(img, txt, self.model.logit_scale.exp().clamp(max=100))
         self.log("train/loss", loss, prog_bar=True, batch_size=img.shape[0])
-        if "n_skipped" in batch:
-            self.log("data/skipped_samples", float(batch["n_skipped"]), reduce_fx="sum", batch_size=img.shape[0])
         return loss
 
     @torch.no_grad()
@@ -92,8 +90,8 @@ class ClipModule(L.LightningModule):
         img = F.normalize(self.model.encode_image(batch["image"]), dim=-1)
         kind_pred = (img @ self._kind_emb.t()).argmax(-1).tolist()
         color_pred = (img @ self._color_emb.t()).argmax(-1).tolist()
-        for i, meta in enumerate(batch["json"]):
-            shapes = meta["scene"]["shapes"]
+        for i, scene in enumerate(batch["meta"]["scene"]):
+            shapes = scene["shapes"]
             if len(shapes) != 1:
                 continue
             shape = shapes[0]
@@ -122,8 +120,10 @@ class ClipModule(L.LightningModule):
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
 
 
-def build(cfg: ClipRunConfig) -> tuple[ClipModule, PairDataModule]:
-    return ClipModule(cfg), PairDataModule(cfg.data)
+def build(cfg: ClipRunConfig) -> tuple[ClipModule, ImageTextDataModule]:
+    if "scene" not in cfg.data.reader.metadata_fields:
+        raise ValueError("clip stage: data.reader.metadata_fields must include 'scene' (zero-shot labels)")
+    return ClipModule(cfg), ImageTextDataModule(cfg.data)
 
 
 def export(module: ClipModule, cfg: ClipRunConfig, run_dir: Path) -> dict[str, Any]:
@@ -132,7 +132,7 @@ def export(module: ClipModule, cfg: ClipRunConfig, run_dir: Path) -> dict[str, A
     state = {k: v.detach().cpu().contiguous() for k, v in module.model.state_dict().items()}
     atomic_torch_save(state, weights)
     atomic_write_json(out / "open_clip_config.json", {"model_cfg": cfg.model.to_open_clip(), "preprocess_cfg": {
-        "size": cfg.model.image_size, "mean": list(cfg.data.mean), "std": list(cfg.data.std), "interpolation": "bicubic",
+        "size": cfg.model.image_size, "mean": list(cfg.data.reader.mean), "std": list(cfg.data.reader.std), "interpolation": "bicubic",
         "resize_mode": "squash"}})
     metrics = {k: v.item() for k, v in module.trainer.callback_metrics.items() if k.startswith("val/")}
     atomic_write_json(out / "metrics.json", metrics)

@@ -14,6 +14,8 @@ import lightning as L
 from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint, TQDMProgressBar
 from lightning.pytorch.loggers import CSVLogger
 
+from lavit_pl.data.skipped_metric import SkippedSamplesLogger
+
 STRATEGIES = ("auto", "ddp", "fsdp2")
 
 
@@ -66,6 +68,7 @@ def build_trainer(cfg: TrainerConfig, run_dir: str | Path, extra_callbacks: list
             save_on_train_epoch_end=False,
         ),
         LearningRateMonitor(logging_interval="step"),
+        SkippedSamplesLogger(),  # data/skipped_samples: corrupt samples are counted, never silent
         *extra_callbacks,
     ]
     if cfg.progress_bar:
