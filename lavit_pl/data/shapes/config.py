@@ -65,7 +65,7 @@ class ShapesWorldConfig:
     kinds: list[str] = field(default_factory=lambda: list(KINDS), metadata=_help("shape kinds drawn"))
     colors: list[str] = field(default_factory=lambda: list(DEFAULT_COLORS), metadata=_help("shape colours"))
     novel_kind: str = field(default="star", metadata=_help("kind seen in training images but never named in training text"))
-    max_shapes: int = field(default=MAX_SHAPES, metadata=_help("complexity is uniform in 1..max_shapes"))
+    max_shapes: int = field(default=MAX_SHAPES, metadata=_help("complexity is uniform in 1..max_shapes (>= 2: near-domain mixes kinds)"))
     samples_per_shard: int = field(default=2000, metadata=_help("img2dataset samples per tar shard"))
     docs_per_corpus_file: int = field(default=10000, metadata=_help("documents per corpus_NNNNN.jsonl"))
     workers: int = field(default=2, metadata=_help("rendering processes (<= 1: in-process); bytes do not depend on it"))
@@ -94,8 +94,8 @@ class ShapesWorldConfig:
         bad = [c for c in self.colors if c not in COLORS]
         if bad or len(set(self.colors)) != len(self.colors) or len(self.colors) < MIN_COLORS:
             raise ValueError(f"colors must be >= {MIN_COLORS} distinct names from {list(COLORS)}, got {self.colors}")
-        if not 1 <= self.max_shapes <= MAX_SHAPES:
-            raise ValueError(f"max_shapes must be in [1, {MAX_SHAPES}], got {self.max_shapes}")
+        if not 2 <= self.max_shapes <= MAX_SHAPES:
+            raise ValueError(f"max_shapes must be in [2, {MAX_SHAPES}] (near-domain scenes mix two kinds), got {self.max_shapes}")
         if not 1 <= self.samples_per_shard <= 9999:
             raise ValueError(f"samples_per_shard must be in [1, 9999] (4-digit sample index), got {self.samples_per_shard}")
         if self.docs_per_corpus_file < 1:
