@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import csv
+import io
 import json
 import re
 import tarfile
@@ -12,7 +13,8 @@ import numpy as np
 from PIL import Image
 
 from lavit_pl.data.shapes.questions import QUESTION_TYPES
-from lavit_pl.data.shapes.scene import canonical_of_json
+from lavit_pl.data.shapes.render import foreground_fraction
+from lavit_pl.data.shapes.scene import BACKGROUNDS, canonical_of_json
 
 NOVEL = "star"
 
@@ -140,3 +142,17 @@ def test_reading_documents_describe_training_scenes_only(shapes_micro_world):
     for d in reading:
         assert d["meta"]["canonical"] in train
         assert d["text"].count("Question: ") >= 2 and d["text"].count("Question: ") == d["text"].count(" Answer: ")
+
+
+def test_foreground_of_written_training_images_grows_with_complexity(shapes_micro_world):
+    by_n: dict[int, list[float]] = {}
+    for shard in sorted((shapes_micro_world / "train/shards").glob("*.tar")):
+        with tarfile.open(shard) as tar:
+            for m in tar.getmembers():
+                if m.name.endswith(".json"):
+                    meta = json.loads(tar.extractfile(m).read())
+                    img = Image.open(io.BytesIO(tar.extractfile(m.name.replace(".json", ".jpg")).read()))
+                    bg = BACKGROUNDS[meta["scene"]["background"]][0]
+                    by_n.setdefault(meta["complexity"], []).append(foreground_fraction(img, bg))
+    means = [float(np.mean(by_n[n])) for n in (1, 2, 3, 4)]
+    assert all(a < b for a, b in zip(means, means[1:])), means

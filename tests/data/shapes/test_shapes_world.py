@@ -2,6 +2,9 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -11,6 +14,8 @@ from lavit_pl.data.shapes import world as world_module
 from lavit_pl.data.shapes.leakage import LeakageError
 from lavit_pl.data.shapes.world import generate_world
 
+REPO = Path(__file__).resolve().parents[3]
+MICRO_YAML = REPO / "experiments/world/shapes_micro.yaml"
 # Differ between two runs by design: timing, the output path and the worker count.
 RUN_DEPENDENT = {"world.json", "config.yaml"}
 
@@ -27,9 +32,15 @@ def _strip_run(rel: str, data: bytes) -> object:
     return obj
 
 
-def test_same_seed_gives_identical_bytes_whatever_the_worker_count(shapes_micro_world, make_micro_config, tmp_path):
+def test_same_seed_gives_identical_bytes_whatever_the_worker_count(shapes_micro_world, tmp_path):
+    """Second run: another process, another PYTHONHASHSEED (catches set-order dependence), no worker pool."""
     again = tmp_path / "again"
-    generate_world(make_micro_config(again, "workers=0"))  # the fixture used two workers
+    env = {**os.environ, "PYTHONHASHSEED": "123", "HF_HUB_OFFLINE": "1"}
+    result = subprocess.run(
+        [sys.executable, "-m", "lavit_pl", "world", "-c", str(MICRO_YAML), f"output_dir={again}", "workers=0"],
+        cwd=REPO, env=env, capture_output=True, text=True, timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
     a, b = _files(shapes_micro_world), _files(again)
     assert sorted(a) == sorted(b)
     assert len(a) > 300  # images, shards, JSON, CSV: the comparison below covers all of them
