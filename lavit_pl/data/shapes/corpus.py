@@ -3,7 +3,8 @@
 Two sources: ``shapes_facts`` documents state the invented facts of :mod:`lore` (each fact in
 several paraphrases, every fact at least once in an entity article), and ``shapes_reading``
 documents describe a TRAINING scene in words, then ask questions about it. Reading documents
-carry the scene's canonical description in ``meta`` so the leakage check can compare scenes.
+carry the sha256 of the scene's canonical description in ``meta["scene_sha256"]`` (a digest, so
+the metadata never names the novel kind either) so the leakage check can compare scenes.
 """
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ from lavit_pl.data.shapes.answers import QA
 from lavit_pl.data.shapes.captions import scene_description
 from lavit_pl.data.shapes.lore import Fact
 from lavit_pl.data.shapes.questions import vqa_questions
-from lavit_pl.data.shapes.scene import Scene, canonical
+from lavit_pl.data.shapes.scene import Scene, canonical, scene_digest
 
 FACTS_SOURCE = "shapes_facts"
 READING_SOURCE = "shapes_reading"
@@ -65,4 +66,4 @@ def reading_document(
     qas = [q for q in qas if not mentions(q.question, hidden_kind) and not mentions(q.answer, hidden_kind)][:n_questions]
     lines = [scene_description(scene, hidden_kind)]
     lines += [f"Question: {q.question} Answer: {q.answer}" for q in qas]
-    return {"text": "\n".join(lines), "meta": {"source": READING_SOURCE, "canonical": canonical(scene)}}
+    return {"text": "\n".join(lines), "meta": {"source": READING_SOURCE, "scene_sha256": scene_digest(canonical(scene))}}

@@ -1,7 +1,7 @@
 """Check that no held-out image or scene of a written Shapes world is in a training file.
 
 Training files: the train and val shards (image pixels + ``scene`` json), the corpus (reading
-documents carry their scene's canonical description in ``meta``) and the Karpathy ``train`` /
+documents carry the sha256 of their scene's canonical description in ``meta``) and the Karpathy ``train`` /
 ``restval`` entries. Held-out: every other ``.jpg`` in the world (compared by a hash of the
 decoded pixels, so a re-encoded copy is caught too) and every non-training record of
 ``scenes.jsonl`` (compared by canonical scene description).
@@ -18,7 +18,7 @@ from typing import Any, Iterator
 
 from PIL import Image
 
-from lavit_pl.data.shapes.scene import canonical_of_json
+from lavit_pl.data.shapes.scene import canonical_of_json, scene_digest
 
 SHARD_FOLDERS = ("train/shards", "val/shards")
 KARPATHY_FILE = "flickr30k/dataset_flickr30k.json"
@@ -113,11 +113,12 @@ def check_world(root: str | Path) -> LeakageReport:
                         train_scenes.add(canonical_of_json(meta["scene"]))
                     except ValueError as err:
                         raise LeakageError(f"{shard}:{name}: {err}") from err
+    train_digests: set[str] = set()  # corpus reading docs identify their scene by digest only
     for corpus in sorted((root / "corpus").glob("*.jsonl")):
         for line, doc in _jsonl(corpus):
-            described = doc.get("meta", {}).get("canonical")
-            if described:
-                train_scenes.add(described)
+            digest = doc.get("meta", {}).get("scene_sha256")
+            if digest:
+                train_digests.add(digest)
 
     karpathy_train: set[str] = set()
     if (root / KARPATHY_FILE).is_file():
@@ -133,7 +134,8 @@ def check_world(root: str | Path) -> LeakageReport:
         if rec["path"] in karpathy_train or rec.get("role") == "train":
             train_scenes.add(canonical_of_json(rec["scene"]))
 
-    report = LeakageReport(train_images=len(train_pixels), train_scenes=len(train_scenes))
+    train_digests |= {scene_digest(c) for c in train_scenes}
+    report = LeakageReport(train_images=len(train_pixels), train_scenes=len(train_digests))
     for path in sorted(root.rglob("*.jpg")):
         rel = path.relative_to(root).as_posix()
         if rel in karpathy_train:
@@ -146,6 +148,6 @@ def check_world(root: str | Path) -> LeakageReport:
             continue
         report.heldout_scenes += 1
         # Recompute from the scene itself rather than trusting the stored string.
-        if canonical_of_json(rec["scene"]) in train_scenes:
+        if scene_digest(canonical_of_json(rec["scene"])) in train_digests:
             report.scene_leaks.append(rec["path"])
     return report

@@ -51,22 +51,20 @@ def color_question(scene: Scene, rng: np.random.Generator, colors: Sequence[str]
 def count_question(scene: Scene, rng: np.random.Generator, kinds: Sequence[str], colors: Sequence[str]) -> QA:
     u = rng.random()
     if u < 0.3:
-        n, noun = scene.complexity, "shapes"
+        n, singular = scene.complexity, "shape"
         text = _pick(rng, ("How many shapes are there?", "How many shapes are in the picture?"))
     elif u < 0.7:
         present = [s.kind for s in scene.shapes]
-        kind = _pick(rng, present) if rng.random() < 0.8 else _pick(rng, kinds)
-        n, noun = present.count(kind), plural(kind)
-        text = f"How many {noun} are there?"
-        wrong = [str(v) for v in (n - 1, n + 1) if v >= 0]
-        return QA("count", text, str(n), wrong, noun, extra={"singular": kind})
+        singular = _pick(rng, present) if rng.random() < 0.8 else _pick(rng, kinds)
+        n = present.count(singular)
+        text = f"How many {plural(singular)} are there?"
     else:
         present = [s.color for s in scene.shapes]
         color = _pick(rng, present) if rng.random() < 0.8 else _pick(rng, colors)
-        n, noun = present.count(color), "shapes"
+        n, singular = present.count(color), "shape"
         text = f"How many {color} shapes are there?"
     wrong = [str(v) for v in (n - 1, n + 1) if v >= 0]
-    return QA("count", text, str(n), wrong, noun)
+    return QA("count", text, str(n), wrong, plural(singular), extra={"singular": singular})
 
 
 def exist_question(scene: Scene, rng: np.random.Generator, kinds: Sequence[str], colors: Sequence[str]) -> QA:

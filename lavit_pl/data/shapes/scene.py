@@ -6,6 +6,7 @@ side, so the same scene renders at any resolution. Scenes are plain JSON via ``t
 """
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from typing import Any, Iterable, Sequence
 
@@ -136,6 +137,11 @@ def canonical(scene: Scene) -> str:
 
 def canonical_of_json(data: dict[str, Any]) -> str:
     return canonical(Scene.from_json(data))
+
+
+def scene_digest(canonical_description: str) -> str:
+    """sha256 of a canonical description: identifies a scene in text files without naming its kinds."""
+    return hashlib.sha256(canonical_description.encode("utf-8")).hexdigest()
 
 
 def _place(rng: np.random.Generator, cell: int, size: str) -> tuple[float, float]:

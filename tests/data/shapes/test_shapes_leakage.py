@@ -11,6 +11,7 @@ import pytest
 from PIL import Image
 
 from lavit_pl.data.shapes.leakage import check_world, pixel_hash
+from lavit_pl.data.shapes.scene import scene_digest
 
 
 def _append_to_shard(shard: Path, members: dict[str, bytes]) -> None:
@@ -84,7 +85,7 @@ def test_detects_an_evaluation_scene_in_shard_json(world_copy):
 
 def test_detects_an_evaluation_scene_described_in_the_corpus(world_copy):
     rec = _heldout_record(world_copy, "okvqa_val2014")
-    doc = {"text": "planted", "meta": {"source": "shapes_reading", "canonical": rec["canonical"]}}
+    doc = {"text": "planted", "meta": {"source": "shapes_reading", "scene_sha256": scene_digest(rec["canonical"])}}
     with open(world_copy / "corpus/corpus_00000.jsonl", "a") as f:
         f.write(json.dumps(doc) + "\n")
     assert check_world(world_copy).scene_leaks == [rec["path"]]

@@ -14,7 +14,7 @@ from PIL import Image
 
 from lavit_pl.data.shapes.questions import QUESTION_TYPES
 from lavit_pl.data.shapes.render import foreground_fraction
-from lavit_pl.data.shapes.scene import BACKGROUNDS, canonical_of_json
+from lavit_pl.data.shapes.scene import BACKGROUNDS, canonical_of_json, scene_digest
 
 NOVEL = "star"
 
@@ -38,8 +38,7 @@ def _training_texts(root: Path) -> list[str]:
     for sub in ("train/shards", "val/shards"):
         for meta in _shard_json(root, sub):
             texts += [meta["txt"]] if "txt" in meta else [meta["caption"], *meta["captions"]]
-    for line in (root / "corpus/corpus_00000.jsonl").read_text().splitlines():
-        texts.append(json.loads(line)["text"])
+    texts += (root / "corpus/corpus_00000.jsonl").read_text().splitlines()  # whole records, metadata included
     karpathy = json.loads((root / "flickr30k/dataset_flickr30k.json").read_text())
     texts += [s["raw"] for img in karpathy["images"] if img["split"] == "train" for s in img["sentences"]]
     for folder in ("dev", "test"):
@@ -134,13 +133,14 @@ def test_unanswerable_vizwiz_images_are_blank_or_blurred(shapes_micro_world):
 
 
 def test_reading_documents_describe_training_scenes_only(shapes_micro_world):
-    train = {canonical_of_json(m["scene"]) for m in _shard_json(shapes_micro_world, "train/shards") if "scene" in m}
+    train = {scene_digest(canonical_of_json(m["scene"])) for m in _shard_json(shapes_micro_world, "train/shards")
+             if "scene" in m}
     assert len(train) > 300
     docs = [json.loads(line) for line in (shapes_micro_world / "corpus/corpus_00000.jsonl").read_text().splitlines()]
     reading = [d for d in docs if d["meta"]["source"] == "shapes_reading"]
     assert len(reading) == 200
     for d in reading:
-        assert d["meta"]["canonical"] in train
+        assert d["meta"]["scene_sha256"] in train
         assert d["text"].count("Question: ") >= 2 and d["text"].count("Question: ") == d["text"].count(" Answer: ")
 
 
