@@ -1,0 +1,158 @@
+"""What the text of the world says: hidden novel kind, labels, answer variation, knowledge coverage."""
+from __future__ import annotations
+
+import csv
+import io
+import json
+import re
+import tarfile
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from lavit_pl.data.shapes.questions import QUESTION_TYPES
+from lavit_pl.data.shapes.render import foreground_fraction
+from lavit_pl.data.shapes.scene import BACKGROUNDS, canonical_of_json, scene_digest
+
+NOVEL = "star"
+
+
+def _mentions_novel(text: str) -> bool:
+    return re.search(rf"\b{NOVEL}s?\b", text, flags=re.IGNORECASE) is not None
+
+
+def _shard_json(root: Path, sub: str):
+    for shard in sorted((root / sub).glob("*.tar")):
+        with tarfile.open(shard) as tar:
+            for m in tar.getmembers():
+                if m.name.endswith(".json"):
+                    yield json.loads(tar.extractfile(m).read())
+                elif m.name.endswith(".txt"):
+                    yield {"txt": tar.extractfile(m).read().decode()}
+
+
+def _training_texts(root: Path) -> list[str]:
+    texts = []
+    for sub in ("train/shards", "val/shards"):
+        for meta in _shard_json(root, sub):
+            texts += [meta["txt"]] if "txt" in meta else [meta["caption"], *meta["captions"]]
+    texts += (root / "corpus/corpus_00000.jsonl").read_text().splitlines()  # whole records, metadata included
+    karpathy = json.loads((root / "flickr30k/dataset_flickr30k.json").read_text())
+    texts += [s["raw"] for img in karpathy["images"] if img["split"] == "train" for s in img["sentences"]]
+    for folder in ("dev", "test"):
+        for path in sorted((root / "mmlu/data" / folder).glob("*.csv")):
+            texts += [",".join(row) for row in csv.reader(path.open())]
+    # Prior-only files are text a model may see too.
+    for rel in ("vqav2/v2_OpenEnded_mscoco_train2014_questions.json",):
+        texts += [q["question"] for q in json.loads((root / rel).read_text())["questions"]]
+    texts += [q["question"] + " " + q["fullAnswer"] for q in json.loads((root / "gqa/train_balanced_questions.json").read_text()).values()]
+    texts += [r["question"] for r in json.loads((root / "vizwiz/train.json").read_text())]
+    return texts
+
+
+def test_novel_kind_is_drawn_in_training_images_but_never_named_in_training_text(shapes_micro_world):
+    texts = _training_texts(shapes_micro_world)
+    assert len(texts) > 3000
+    assert [t for t in texts if _mentions_novel(t)] == []
+    kinds = Counter(s["kind"] for m in _shard_json(shapes_micro_world, "train/shards") if "scene" in m
+                    for s in m["scene"]["shapes"])
+    assert kinds[NOVEL] > 50  # ~1/7 of the ~1000 training shapes
+    # ... while the out-domain references do name it.
+    nocaps = json.loads((shapes_micro_world / "nocaps/nocaps_val_4500_captions.json").read_text())
+    out_ids = {img["id"] for img in nocaps["images"] if img["domain"] == "out-domain"}
+    in_ids = {img["id"] for img in nocaps["images"] if img["domain"] == "in-domain"}
+    assert all(_mentions_novel(a["caption"]) for a in nocaps["annotations"] if a["image_id"] in out_ids and "shape" not in a["caption"])
+    assert any(_mentions_novel(a["caption"]) for a in nocaps["annotations"] if a["image_id"] in out_ids)
+    assert not any(_mentions_novel(a["caption"]) for a in nocaps["annotations"] if a["image_id"] in in_ids)
+
+
+def test_complexity_is_the_number_of_shapes(shapes_micro_world):
+    metas = [m for m in _shard_json(shapes_micro_world, "train/shards") if "scene" in m]
+    assert all(m["complexity"] == len(m["scene"]["shapes"]) for m in metas)
+    assert Counter(m["complexity"] for m in metas).keys() == {1, 2, 3, 4}
+
+
+def _vqa(root: Path, subtype: str = "val2014"):
+    q = json.loads((root / f"vqav2/v2_OpenEnded_mscoco_{subtype}_questions.json").read_text())["questions"]
+    a = json.loads((root / f"vqav2/v2_mscoco_{subtype}_annotations.json").read_text())["annotations"]
+    return list(zip(q, a))
+
+
+def test_question_types_follow_the_official_mapping(shapes_micro_world):
+    pairs = _vqa(shapes_micro_world) + _vqa(shapes_micro_world, "train2014")
+    allowed = {v for v in QUESTION_TYPES.values()}
+    assert allowed == {("what color is the", "other"), ("how many", "number"), ("is there a", "yes/no"),
+                       ("where is the", "other")}
+    seen = Counter()
+    for q, a in pairs:
+        assert (a["question_type"], a["answer_type"]) in allowed
+        assert q["question"].lower().startswith(a["question_type"]), (q["question"], a["question_type"])
+        seen[a["question_type"]] += 1
+    assert len(seen) == 4 and min(seen.values()) > 20
+    for q, a in pairs:
+        if a["answer_type"] == "yes/no":
+            assert a["multiple_choice_answer"].lower().strip(".!") in ("yes", "no")
+
+
+def test_count_answers_vary_between_digits_and_words(shapes_micro_world):
+    answers = [x["answer"] for q, a in _vqa(shapes_micro_world, "train2014") if a["answer_type"] == "number"
+               for x in a["answers"]]
+    assert {"2", "two"} <= set(answers) and {"1", "one"} <= set(answers)
+    # Annotators mostly agree on the digit form, as in VQAv2.
+    assert Counter(answers).most_common(1)[0][0].isdigit()
+    others = [x["answer"] for q, a in _vqa(shapes_micro_world, "train2014") for x in a["answers"]]
+    assert any(x.startswith("a ") for x in others)  # articles ("a red circle")
+    assert any(x in ("Yes.", "Yes", "No.", "No") for x in others)  # case and punctuation
+
+
+def test_knowledge_answers_are_stated_in_the_corpus(shapes_micro_world):
+    corpus = (shapes_micro_world / "corpus/corpus_00000.jsonl").read_text().lower()
+    anns = json.loads((shapes_micro_world / "okvqa/mscoco_val2014_annotations.json").read_text())["annotations"]
+    for a in anns:
+        majority = Counter(x["answer"] for x in a["answers"]).most_common(1)[0][0]
+        assert majority.lower() in corpus, majority
+    for path in sorted((shapes_micro_world / "mmlu/data/test").glob("*.csv")):
+        for row in csv.reader(path.open()):
+            correct = row[1 + "ABCD".index(row[5])]
+            assert correct.lower().replace("the ", "").rstrip("s") in corpus, (path.name, row)
+
+
+def test_unanswerable_vizwiz_images_are_blank_or_blurred(shapes_micro_world):
+    records = json.loads((shapes_micro_world / "vizwiz/val.json").read_text())
+    spread = {0: [], 1: []}
+    for r in records:
+        img = np.asarray(Image.open(shapes_micro_world / "vizwiz/val" / r["image"]).convert("L"), dtype=np.float32)
+        # Largest step between neighbouring pixels: sharp shape edges give big steps, blank/blurred pictures do not.
+        spread[r["answerable"]].append(float(np.abs(np.diff(img, axis=1)).max()))
+        if r["answerable"] == 0:
+            assert Counter(a["answer"] for a in r["answers"]).most_common(1)[0][0] == "unanswerable"
+    assert len(spread[0]) == 10 and len(spread[1]) == 30
+    assert max(spread[0]) < min(spread[1])
+
+
+def test_reading_documents_describe_training_scenes_only(shapes_micro_world):
+    train = {scene_digest(canonical_of_json(m["scene"])) for m in _shard_json(shapes_micro_world, "train/shards")
+             if "scene" in m}
+    assert len(train) > 300
+    docs = [json.loads(line) for line in (shapes_micro_world / "corpus/corpus_00000.jsonl").read_text().splitlines()]
+    reading = [d for d in docs if d["meta"]["source"] == "shapes_reading"]
+    assert len(reading) == 200
+    for d in reading:
+        assert d["meta"]["scene_sha256"] in train
+        assert d["text"].count("Question: ") >= 2 and d["text"].count("Question: ") == d["text"].count(" Answer: ")
+
+
+def test_foreground_of_written_training_images_grows_with_complexity(shapes_micro_world):
+    by_n: dict[int, list[float]] = {}
+    for shard in sorted((shapes_micro_world / "train/shards").glob("*.tar")):
+        with tarfile.open(shard) as tar:
+            for m in tar.getmembers():
+                if m.name.endswith(".json"):
+                    meta = json.loads(tar.extractfile(m).read())
+                    img = Image.open(io.BytesIO(tar.extractfile(m.name.replace(".json", ".jpg")).read()))
+                    bg = BACKGROUNDS[meta["scene"]["background"]][0]
+                    by_n.setdefault(meta["complexity"], []).append(foreground_fraction(img, bg))
+    means = [float(np.mean(by_n[n])) for n in (1, 2, 3, 4)]
+    assert all(a < b for a, b in zip(means, means[1:])), means
