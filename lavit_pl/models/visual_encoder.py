@@ -75,9 +75,19 @@ def clip_vitl14_config(**overrides) -> VisionEncoderConfig:
     return VisionEncoderConfig(**{**base, **overrides})
 
 
-def tiny_encoder_config(**overrides) -> VisionEncoderConfig:
-    """CPU stand-in with the EVA structure: 64 px, patch 8 (N = 64), D = 96, 2 blocks."""
+def tiny_eva_encoder_config(**overrides) -> VisionEncoderConfig:
+    """CPU stand-in with the EVA structure (timm-keyed weights): 64 px, patch 8 (N = 64), D = 96."""
     base = dict(image_size=64, patch_size=8, width=96, depth=2, num_heads=4, mlp_dim=256, weights_format="timm")
+    return VisionEncoderConfig(**{**base, **overrides})
+
+
+def tiny_clip_encoder_config(**overrides) -> VisionEncoderConfig:
+    """The stage-0 tiny CLIP image tower (open_clip ``CLIP``, OpenAI key layout, GELU, pre-LN):
+    64 px, patch 8 (N = 64), D = 128, 4 blocks of 4 heads, MLP 512."""
+    base = dict(
+        timm_name="vit_base_patch16_clip_224", image_size=64, patch_size=8, width=128, depth=4, num_heads=4,
+        mlp_dim=512, weights_format="openai_clip",
+    )
     return VisionEncoderConfig(**{**base, **overrides})
 
 
