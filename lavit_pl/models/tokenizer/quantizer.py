@@ -9,7 +9,7 @@ The release ships no training code, so the update rule is ours:
   buffer (no gradient); the encoder side learns through the commitment term
   ``beta * ||l2(z) - sg(c)||^2`` (mean over kept tokens) and the straight-through reconstruction.
 - **k-means init.** The first ``kmeans_init_batches`` training batches are collected, then spherical
-  k-means (``kmeans_iters`` rounds) sets the codebook; until then codes are the release's
+  k-means (k-means++ seeding, ``kmeans_iters`` Lloyd rounds) sets the codebook; until then codes are the release's
   l2-normalised Gaussian init and no EMA step is taken.
 - **Dead-code restarts.** After every EMA step, codes whose EMA count fell below
   ``dead_code_threshold`` are replaced by random recent encoder outputs (a ring buffer of the last
@@ -79,12 +79,25 @@ def nearest_code(z: Tensor, codebook: Tensor) -> Tensor:
     return torch.cat(out) if out else z.new_zeros(0, dtype=torch.long)
 
 
+def kmeans_plus_plus(samples: Tensor, k: int) -> Tensor:
+    """k-means++ seeding: each next centroid is a sample drawn with probability proportional to its
+    squared distance to the nearest centroid so far. samples: (M, C) -> (k, C). With fewer than k
+    distinct samples the draw degrades to uniform (repeats allowed)."""
+    m = samples.shape[0]
+    chosen = torch.empty(k, dtype=torch.long, device=samples.device)
+    chosen[0] = torch.randint(m, (1,), device=samples.device)
+    d2 = (samples - samples[chosen[0]]).pow(2).sum(dim=1)  # (M,)
+    for i in range(1, k):
+        # +1e-12: a valid distribution (uniform) once every sample coincides with a centroid; no host sync
+        chosen[i] = torch.multinomial(d2 + 1e-12, 1)[0]
+        d2 = torch.minimum(d2, (samples - samples[chosen[i]]).pow(2).sum(dim=1))
+    return samples[chosen]
+
+
 def spherical_kmeans(samples: Tensor, k: int, iters: int) -> tuple[Tensor, Tensor]:
     """samples: (M, C) unit vectors -> (centroids (k, C) unit, counts (k,) of the final assignment).
-    Initial centroids are random samples (with replacement when M < k); empty clusters keep theirs."""
-    m = samples.shape[0]
-    pick = torch.randperm(m, device=samples.device)[:k] if m >= k else torch.randint(m, (k,), device=samples.device)
-    centroids = samples[pick].clone()
+    k-means++ seeding, then Lloyd steps on the sphere; empty clusters keep their centroid."""
+    centroids = kmeans_plus_plus(samples, k)
     for _ in range(iters):
         idx = nearest_code(samples, centroids)
         sums = torch.zeros_like(centroids).index_add_(0, idx, samples)

@@ -88,5 +88,7 @@ class TokenSelector(nn.Module):
         none_kept = ~hard.any(dim=1, keepdim=True)  # (B, 1)
         best = F.one_hot(soft_keep.argmax(dim=1), hard.shape[1]).bool()  # (B, N)
         hard = hard | (none_kept & best)
-        keep_mask = hard.to(soft.dtype) + soft_keep - soft_keep.detach()
+        # (soft - soft.detach()) is exactly 0, so the forward values are exactly 0/1 (hard + soft - soft
+        # would round); the gradient is that of the soft sample.
+        keep_mask = hard.to(soft.dtype) + (soft_keep - soft_keep.detach())
         return SelectorOutput(keep_mask=keep_mask, keep_prob=log_probs[..., KEEP].exp(), log_probs=log_probs)

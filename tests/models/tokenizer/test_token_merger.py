@@ -131,7 +131,7 @@ def test_masked_path_is_differentiable_in_the_keep_mask():
     merger = make_merger()
     x, keep = random_inputs()
     soft = torch.full((B, N), 0.5, dtype=torch.float64, requires_grad=True)
-    mask = keep.double() + soft - soft.detach()  # straight-through: values exactly 0/1
+    mask = keep.double() + (soft - soft.detach())  # straight-through: values exactly 0/1
     out = merger(x, mask)
     (out * keep[..., None]).sum().backward()
     grad = soft.grad
@@ -151,7 +151,7 @@ def test_masked_path_matches_release_formula_everywhere_with_gradients():
     grads = []
     for merger in (sdpa, explicit):
         soft = torch.full((B, N), 0.5, dtype=torch.float64, requires_grad=True)
-        out = merger(x, keep.double() + soft - soft.detach())
+        out = merger(x, keep.double() + (soft - soft.detach()))
         grads.append((out, torch.autograd.grad((out * torch.linspace(-1, 1, D, dtype=torch.float64)).sum(), soft)[0]))
     torch.testing.assert_close(grads[0][0], grads[1][0], **TOL)
     torch.testing.assert_close(grads[0][1], grads[1][1], **TOL)
