@@ -6,7 +6,7 @@ For each width (the paper's 1408 with 16 heads and MLP 6144, and a tiny one) the
 - the gathered padded inference path (``TokenMerger.forward_padded``: kept/dropped tokens packed),
 - a Python loop running the inference path on one image at a time (no padding, B calls),
 forward only under ``torch.no_grad`` in eval mode, after one warm-up call each; the median of
-``--repeats`` timed calls is reported. The paper width runs ``--paper-depth`` blocks (default 1 of
+``--repeats`` (tiny) / ``--paper-repeats`` (paper width) timed calls is reported. The paper width runs ``--paper-depth`` blocks (default 1 of
 the paper's 12: per-block cost is identical, so the ratios carry over). Output lines end with the
 speed-up of each batched path over the loop, e.g. ``merger inference-padded vs loop (tiny): 2.3x``.
 
@@ -33,8 +33,9 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def _median_seconds(fn, repeats: int, device: torch.device) -> float:
-    fn()  # warm-up
+def _time(fn, repeats: int, device: torch.device):
+    """(median seconds of ``repeats`` calls after one warm-up call, the warm-up call's output)."""
+    out = fn()
     _sync(device)
     times = []
     for _ in range(repeats):
@@ -42,7 +43,7 @@ def _median_seconds(fn, repeats: int, device: torch.device) -> float:
         fn()
         _sync(device)
         times.append(time.perf_counter() - start)
-    return statistics.median(times)
+    return statistics.median(times), out
 
 
 def make_inputs(batch: int, patches: int, width: int, device: torch.device, seed: int = 0):
@@ -68,13 +69,12 @@ def run_width(label: str, cfg: TokenMergerConfig, batch: int, patches: int, repe
         return [merger.forward_padded(x[b : b + 1], keep[b : b + 1])[0] for b in range(batch)]
 
     with torch.no_grad():
+        t_masked, out_masked = _time(masked, repeats, device)
+        t_padded, (ref, valid) = _time(padded, repeats, device)
+        t_loop, out_loop = _time(loop, repeats, device)
         # Same numbers from all three paths (fp32 rounding only).
-        ref, valid = padded()
-        diff_masked = (masked()[keep] - ref[valid]).abs().max().item()
-        diff_loop = max((o[0] - ref[b][valid[b]]).abs().max().item() for b, o in enumerate(loop()))
-        t_masked = _median_seconds(masked, repeats, device)
-        t_padded = _median_seconds(padded, repeats, device)
-        t_loop = _median_seconds(loop, repeats, device)
+        diff_masked = (out_masked[keep] - ref[valid]).abs().max().item()
+        diff_loop = max((o[0] - ref[b][valid[b]]).abs().max().item() for b, o in enumerate(out_loop))
     kept = keep.sum(dim=1).float()
     print(f"# {label}: B={batch} N={patches} D={cfg.width} heads={cfg.num_heads} mlp={cfg.mlp_dim} blocks={cfg.depth} "
           f"kept/image mean={kept.mean():.1f} max={kept.max():.0f}; max |diff| vs padded: masked {diff_masked:.1e}, loop {diff_loop:.1e}")
@@ -91,13 +91,14 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--paper-depth", type=int, default=1, help="blocks at paper width (paper: 12)")
     parser.add_argument("--tiny-width", type=int, default=128)
     parser.add_argument("--tiny-depth", type=int, default=2)
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--repeats", type=int, default=3, help="timed calls per path at the tiny width")
+    parser.add_argument("--paper-repeats", type=int, default=1, help="timed calls per path at paper width")
     parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch default)")
     parser.add_argument("--skip-paper", action="store_true", help="tiny width only")
     parser.add_argument("--quick", action="store_true", help="B=16, one repeat: a smoke run")
     args = parser.parse_args(argv)
     if args.quick:
-        args.batch, args.repeats = 16, 1
+        args.batch, args.repeats, args.paper_repeats = 16, 1, 1
     if args.threads:
         torch.set_num_threads(args.threads)
     device = torch.device(args.device)
@@ -106,7 +107,7 @@ def main(argv: list[str] | None = None) -> None:
     run_width("tiny", tiny, args.batch, args.patches, args.repeats, device)
     if not args.skip_paper:
         paper = TokenMergerConfig(width=1408, depth=args.paper_depth, num_heads=16, mlp_dim=6144)
-        run_width("paper width", paper, args.batch, args.patches, args.repeats, device)
+        run_width("paper width", paper, args.batch, args.patches, args.paper_repeats, device)
 
 
 if __name__ == "__main__":

@@ -138,6 +138,18 @@ def test_cached_features_input_and_argument_checks():
         tok(x, patch_features=feats)
 
 
+def test_paper_defaults_build_on_the_meta_device():
+    # The default config holds the paper's sizes; construction does no I/O and no data-dependent
+    # work, so a LightningModule can build it under a meta/FSDP init context.
+    with torch.device("meta"):
+        tok = DynamicVisualTokenizer(DynamicVisualTokenizerConfig())
+    assert len(tok.encoder.vit.blocks) == 40 and tok.encoder.cfg.num_patches == 256
+    assert len(tok.token_merger.blocks) == 12 and len(tok.decoder.blocks) == 12
+    assert tok.quantizer.codebook.shape == (16384, 32)
+    assert tok.decoder.query_embed.shape == (256, 1408)
+    assert tok.token_merger.blocks[0].mlp.fc1.weight.shape == (6144, 1408)
+
+
 def test_config_consistency_errors_name_the_field():
     with pytest.raises(ValueError, match="merger.width"):
         tiny_config(merger={"width": 64, "num_heads": 4})

@@ -155,6 +155,23 @@ def test_uniform_usage_has_perplexity_k():
     assert math.isclose(out.perplexity.item(), 4.0, rel_tol=1e-6) and out.usage.item() == 1.0
 
 
+def test_distributed_update_reduces_statistics_and_broadcasts(tmp_path):
+    # A one-process gloo group exercises the all-reduce / broadcast calls of the update rule.
+    import torch.distributed as dist
+
+    dist.init_process_group("gloo", init_method=f"file://{tmp_path / 'pg'}", rank=0, world_size=1)
+    try:
+        vq = make_quantizer(codebook_size=2, code_dim=2, kmeans_init=False, ema_decay=0.5, dead_code_threshold=0.0)
+        with torch.no_grad():
+            vq.codebook.copy_(torch.eye(2))
+            vq.ema_sum.copy_(torch.eye(2))
+        vq.train()._update(torch.eye(2), torch.tensor([0, 1]))
+        torch.testing.assert_close(vq.codebook, torch.eye(2))
+        torch.testing.assert_close(vq.ema_count, torch.ones(2))
+    finally:
+        dist.destroy_process_group()
+
+
 def test_config_checks_name_the_field():
     with pytest.raises(ValueError, match="ema_decay"):
         VectorQuantizerConfig(ema_decay=1.0)
