@@ -154,7 +154,7 @@ class VectorQuantizer(nn.Module):
         z_sel, idx_sel = latent[counted], indices[counted]  # (T, C), (T,)
         n = max(idx_sel.numel(), 1)
         commit = (z_sel - codes[counted].detach()).pow(2).sum(dim=-1).sum() / n
-        hist = torch.bincount(idx_sel, minlength=self.cfg.codebook_size).to(latent.dtype) / n
+        hist = torch.bincount(idx_sel, minlength=self.cfg.codebook_size).float() / n  # fp32 stats under autocast
         entropy = -(hist * torch.log(hist.clamp_min(1e-12))).sum()
         if self.training and update:
             self._update(z_sel.detach().to(self.codebook.dtype), idx_sel)
@@ -164,7 +164,7 @@ class VectorQuantizer(nn.Module):
             latent=latent,
             commitment_loss=self.cfg.commitment_weight * commit,
             perplexity=entropy.exp(),
-            usage=(hist > 0).sum().to(latent.dtype) / self.cfg.codebook_size,
+            usage=(hist > 0).sum().float() / self.cfg.codebook_size,
         )
 
     @torch.no_grad()
