@@ -38,8 +38,8 @@ class ClipOptimConfig:
 
 @dataclass
 class ZeroShotConfig:
-    kinds: list[str] = field(default_factory=list, metadata={"help": "shape kinds named in training text"})
-    colors: list[str] = field(default_factory=list)
+    kinds: list[str] = field(default_factory=list, metadata={"help": "shape kinds named in training text; empty: world.json's known_kinds"})
+    colors: list[str] = field(default_factory=list, metadata={"help": "colours; empty: world.json's colors"})
     kind_prompt: str = "a {kind}."
     color_prompt: str = "a {color} shape."
 
@@ -120,9 +120,24 @@ class ClipModule(L.LightningModule):
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
 
 
+def _fill_zero_shot_classes(cfg: ClipRunConfig) -> None:
+    """Empty class lists come from the world's manifest (known kinds only: the novel kind is never
+    named in training text, so it cannot be prompted zero-shot)."""
+    zs = cfg.zero_shot
+    if zs.kinds and zs.colors:
+        return
+    manifest = Path(cfg.data.data_root) / "world.json"
+    if not manifest.is_file():
+        raise ValueError(f"zero_shot.kinds/colors are empty and {manifest} does not exist: set them in the config")
+    world = json.loads(manifest.read_text())
+    zs.kinds = zs.kinds or list(world["known_kinds"])
+    zs.colors = zs.colors or list(world["colors"])
+
+
 def build(cfg: ClipRunConfig) -> tuple[ClipModule, ImageTextDataModule]:
     if "scene" not in cfg.data.reader.metadata_fields:
         raise ValueError("clip stage: data.reader.metadata_fields must include 'scene' (zero-shot labels)")
+    _fill_zero_shot_classes(cfg)
     return ClipModule(cfg), ImageTextDataModule(cfg.data)
 
 
