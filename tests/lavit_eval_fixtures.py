@@ -31,21 +31,21 @@ def tiny_tokenizer(folder: Path):
 
 
 def tiny_lm(seed: int = 0) -> UnifiedLM:
-    """Random LLaMA extended to the unified vocabulary. The rows of the learned word pieces
-    (ids >= 259) are scaled x8 in lm_head so that generations are words, never the byte pieces
-    (no '.', no undecodable bytes); visual rows are scaled too, which the suppression must undo."""
+    """Random LLaMA extended to the unified vocabulary. The lm_head rows of the 256 byte pieces are
+    zeroed so that generations are (almost always) learned word pieces, not undecodable bytes; the
+    visual rows are scaled x20 so that, unsuppressed, visual ids would win."""
     llm = build_random_llama(SHAPE, V_TEXT, seed=seed)
     vocab = UnifiedVocab(V_TEXT, K)
     extend_vocabulary(llm, vocab, seed=seed)
     with torch.no_grad():
-        llm.lm_head.weight[259:V_TEXT] *= 8
+        llm.lm_head.weight[3:259] = 0
         llm.lm_head.weight[V_TEXT:] *= 20
     return UnifiedLM(llm, vocab, D_VIS, seed=seed).eval()
 
 
 class FakeEncoder:
-    """``encode_images(images) -> list of (T_b, D_VIS)``; T_b in 1..3 from the image's pixels, the
-    features from its mean colour. Records every call (the list of inputs)."""
+    """``encode_images(images) -> list of (T_b, D_VIS)``: T_b in 1..3 and N(0, 1) features, both drawn
+    from the image's pixels (a path is opened). Records every call (the list of inputs)."""
 
     def __init__(self):
         self.calls: list[list] = []
@@ -57,11 +57,9 @@ class FakeEncoder:
             if not isinstance(image, Image.Image):
                 with Image.open(image) as opened:
                     image = opened.convert("RGB")
-            pixels = torch.tensor(list(image.convert("RGB").getdata()), dtype=torch.float32)  # (H*W, C)
-            mean = pixels.mean(0) / 255
-            t_b = 1 + int(hashlib.sha256(image.tobytes()).hexdigest(), 16) % 3
-            rows = [torch.cat([mean * (k + 1), mean.flip(0), torch.tensor([k, 1.0])]) for k in range(t_b)]
-            out.append(torch.stack(rows)[:, :D_VIS])  # (T_b, D_VIS)
+            seed = int(hashlib.sha256(image.convert("RGB").tobytes()).hexdigest(), 16)
+            generator = torch.Generator().manual_seed(seed % 2**63)
+            out.append(torch.randn(1 + seed % 3, D_VIS, generator=generator))  # (T_b, D_VIS)
         return out
 
 

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence
 
+from evaluation.benchmarks.errors import BenchmarkFileError
 from evaluation.benchmarks.nocaps import NOCAPS_DOMAINS
 from evaluation.protocols import all_tasks
 from evaluation.table1.baselines import BaselineSettings
@@ -160,6 +161,14 @@ class LazyModelGenerator:
 
 
 def run(cfg: EvalConfig) -> int:
+    try:
+        return _run(cfg)
+    except (FileNotFoundError, BenchmarkFileError) as err:  # bad data root, model path or benchmark file
+        print(f"[eval] error: {err}", file=sys.stderr)
+        return 2
+
+
+def _run(cfg: EvalConfig) -> int:
     out = Path(cfg.output_dir)
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out / "config.yaml", to_yaml(cfg))
