@@ -19,6 +19,7 @@ from lavit_pl.config import ConfigError, load_config, to_yaml
 COMMANDS: dict[str, tuple[str, str]] = {
     "world": ("lavit_pl.commands.world", "write the Shapes world (images, shards, benchmark files)"),
     "fit": ("lavit_pl.commands.fit", "train a stage (stage0 CLIP, tokenizer, UNet, unified LM); resumable"),
+    "eval": ("lavit_pl.commands.eval", "zero-shot Table 1: predictions, official scores, baselines, report; resumable"),
     "reproduce": ("lavit_pl.commands.reproduce", "run a whole pipeline (world -> stages -> eval), skipping finished steps"),
 }
 

@@ -27,6 +27,7 @@ class TextGenerationConfig:
     min_new_tokens: int = 0
     max_new_tokens: int = 36
     length_penalty: float = 1.0  # beam scores are sum log p / length ** length_penalty
+    early_stopping: bool = False  # beam search stops once num_beams finished candidates exist (release VQA)
 
     def __post_init__(self) -> None:
         if self.num_beams < 1:
@@ -82,6 +83,7 @@ def generate_text_ids(lm: UnifiedLM, prompts: Sequence[Example], features: torch
         min_new_tokens=config.min_new_tokens,
         max_new_tokens=config.max_new_tokens,
         length_penalty=config.length_penalty,
+        early_stopping=config.early_stopping,
         logits_processor=LogitsProcessorList([suppress]),
         bos_token_id=vocab.bos_id,
         eos_token_id=vocab.eos_id,
