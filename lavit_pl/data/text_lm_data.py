@@ -85,6 +85,30 @@ def caption_texts(shards: Sequence[str]) -> list[str]:
     return [c for record in read_shard_captions(shards) for c in record.captions]
 
 
+LETTER_REPEATS = 1000  # ranks the '▁X' merges with the corpus' common ones, so vocab_size never drops them
+
+
+def letter_texts(letters: str) -> list[str]:
+    """Training lines that make each of ``letters`` a whole piece ``'▁X'``.
+
+    LLaMA's vocabulary has every capital letter as a piece; MMLU scores the answer letter as the
+    single token after ``"Answer:"``. A small corpus without stand-alone capitals (the Shapes
+    world's) would otherwise split ``" C"`` into ``'▁'`` + ``'C'``.
+    """
+    return [" ".join(letters)] * LETTER_REPEATS if letters else []
+
+
+def missing_letter_pieces(tokenizer, letters: str) -> list[str]:
+    """The letters among ``letters`` that ``"Answer: X"`` does not end in as one piece ``'▁X'``."""
+    base = tokenizer("Answer:", add_special_tokens=False)["input_ids"]
+    missing = []
+    for letter in letters:
+        ids = tokenizer(f"Answer: {letter}", add_special_tokens=False)["input_ids"]
+        if ids[:len(base)] != base or len(ids) != len(base) + 1:
+            missing.append(letter)
+    return missing
+
+
 def prepare_text_tokenizer(directory: str | Path, texts: Iterable[str], cfg: TextTokenizerConfig) -> bool:
     """Train the tokenizer on ``texts`` and save it in the LLaMA layout under ``directory``.
 

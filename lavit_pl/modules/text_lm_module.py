@@ -27,7 +27,8 @@ from lavit_pl.data.shard_list import expand_shard_specs
 from lavit_pl.data.skipped_metric import SkippedSamplesLogger
 from lavit_pl.data.text_datamodules import TextCorpusDataConfig, TextCorpusDataModule
 from lavit_pl.data.text_lm_data import (
-    caption_texts, corpus_texts, pack_texts, prepare_text_tokenizer, select_documents,
+    caption_texts, corpus_texts, letter_texts, missing_letter_pieces, pack_texts, prepare_text_tokenizer,
+    select_documents,
 )
 from lavit_pl.models.llm import IGNORE_INDEX, LlamaShape, build_random_llama, load_llama, load_text_tokenizer
 from lavit_pl.models.text_tokenizer import TextTokenizerConfig
@@ -45,6 +46,7 @@ class TokenizerDataConfig:
     corpus_files: list[str] = field(default_factory=lambda: ["corpus/corpus_*.jsonl"])
     caption_shards: list[str] = field(default_factory=lambda: ["train/shards/*.tar"],
                                       metadata={"help": "img2dataset shards whose captions join the corpus ([] = none)"})
+    whole_letters: str = field(default="ABCD", metadata={"help": "letters made single pieces '▁X' (MMLU answers)"})
 
     def __post_init__(self) -> None:
         if isinstance(self.corpus_files, str) or not self.corpus_files:
@@ -127,6 +129,7 @@ class TextLMModule(L.LightningModule):
             if cfg.tokenizer_data.caption_shards:
                 yield from caption_texts(expand_shard_specs(root, cfg.tokenizer_data.caption_shards,
                                                             "tokenizer_data.caption_shards"))
+            yield from letter_texts(cfg.tokenizer_data.whole_letters)
 
         prepare_text_tokenizer(self.tokenizer_dir, texts(), cfg.tokenizer)
 
@@ -135,6 +138,10 @@ class TextLMModule(L.LightningModule):
         if len(self.tokenizer) != self.cfg.tokenizer.vocab_size:
             raise ValueError(f"{self.tokenizer_dir}: the tokenizer has {len(self.tokenizer)} ids but "
                              f"tokenizer.vocab_size is {self.cfg.tokenizer.vocab_size}; delete the folder to retrain it")
+        missing = missing_letter_pieces(self.tokenizer, self.cfg.tokenizer_data.whole_letters)
+        if missing:
+            raise ValueError(f"{self.tokenizer_dir}: letters {missing} of tokenizer_data.whole_letters are not single "
+                             f"pieces after 'Answer:'; delete the folder to retrain the tokenizer")
 
     def configure_model(self) -> None:
         if self.model is not None:

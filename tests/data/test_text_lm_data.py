@@ -10,7 +10,8 @@ import torch
 
 from lavit_pl.data.text_corpus import TextCorpusReaderConfig
 from lavit_pl.data.text_lm_data import (
-    corpus_texts, in_split, is_heldout, iter_corpus_documents, pack_texts, prepare_text_tokenizer, select_documents,
+    corpus_texts, in_split, is_heldout, iter_corpus_documents, letter_texts, missing_letter_pieces, pack_texts,
+    prepare_text_tokenizer, select_documents,
 )
 from lavit_pl.models.llm import IGNORE_INDEX, load_text_tokenizer
 from lavit_pl.models.text_tokenizer import TextTokenizerConfig
@@ -85,3 +86,17 @@ def test_pack_texts_layout(tmp_path):
     assert short.input_ids.shape[1] == 4 and int((short.position_ids == 0).sum()) >= (n1 + 3) // 4
     assert torch.equal(short.input_ids[short.document_index >= 0][:n1],
                        torch.tensor([1, *ids[1], 2])[:n1])
+
+
+def test_answer_letters_become_single_pieces(tmp_path):
+    cfg = TextTokenizerConfig(vocab_size=300, model_max_length=64)
+    texts = TEXTS + ["Question: which guild? Answer: red"] * 5
+    prepare_text_tokenizer(tmp_path / "plain", iter(texts), cfg)
+    plain = load_text_tokenizer(tmp_path / "plain")
+    # no stand-alone capital in the text: " C" is '▁' + 'C' (bytes), which MMLU scoring refuses
+    assert missing_letter_pieces(plain, "ABCD") == list("ABCD")
+    prepare_text_tokenizer(tmp_path / "letters", iter(texts + letter_texts("ABCD")), cfg)
+    letters = load_text_tokenizer(tmp_path / "letters")
+    assert missing_letter_pieces(letters, "ABCD") == []
+    assert letters.convert_ids_to_tokens(letters("Answer: C", add_special_tokens=False)["input_ids"])[-1] == "\u2581C"
+    assert letter_texts("") == []

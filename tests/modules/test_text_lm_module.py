@@ -12,6 +12,7 @@ import pytest
 import torch
 from PIL import Image
 
+from evaluation.mmlu import answer_token_ids
 from lavit_pl.cli import main
 from lavit_pl.config import load_config
 from lavit_pl.data.img2dataset_writer import Img2DatasetShardWriter
@@ -92,6 +93,7 @@ def test_fit_exports_a_llama_folder_with_the_trained_weights(toy_world, tmp_path
     loaded = load_llama(export)
     tokenizer = load_text_tokenizer(export)
     assert len(tokenizer) == 384 and tokenizer.bos_token_id == 1 and tokenizer.eos_token_id == 2
+    assert len(set(answer_token_ids(tokenizer))) == 4  # the MMLU protocol's one-token answer letters
     ids = torch.tensor([tokenizer("The red Guild was founded in 1200 in Arnholt.")["input_ids"]])
     with torch.no_grad():
         torch.testing.assert_close(loaded(ids).logits, reference(ids).logits, rtol=0, atol=0)
