@@ -153,7 +153,9 @@ class TextLMModule(L.LightningModule):
         self.model.train()
 
     def configure_callbacks(self) -> list[L.Callback]:
-        return [SkippedSamplesLogger()]  # data/skipped_samples, data/val_skipped_samples
+        # data/skipped_samples, data/val_skipped_samples. A module's callback replaces a Trainer
+        # callback of the same type, so it is logged once even where build_trainer adds one too.
+        return [SkippedSamplesLogger()]
 
     def configure_optimizers(self) -> dict[str, Any]:
         o = self.cfg.optim
