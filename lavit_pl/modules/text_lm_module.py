@@ -24,7 +24,6 @@ import torch.nn.functional as F
 from transformers import LlamaForCausalLM, get_cosine_with_min_lr_schedule_with_warmup
 
 from lavit_pl.data.shard_list import expand_shard_specs
-from lavit_pl.data.skipped_metric import SkippedSamplesLogger
 from lavit_pl.data.text_datamodules import TextCorpusDataConfig, TextCorpusDataModule
 from lavit_pl.data.text_lm_data import (
     caption_texts, corpus_texts, letter_texts, missing_letter_pieces, pack_texts, prepare_text_tokenizer,
@@ -151,11 +150,6 @@ class TextLMModule(L.LightningModule):
         self.model = build_random_llama(self.cfg.model, self.cfg.tokenizer.vocab_size, seed=self.cfg.seed,
                                         attn_implementation=self.cfg.attn_implementation)
         self.model.train()
-
-    def configure_callbacks(self) -> list[L.Callback]:
-        # data/skipped_samples, data/val_skipped_samples. A module's callback replaces a Trainer
-        # callback of the same type, so it is logged once even where build_trainer adds one too.
-        return [SkippedSamplesLogger()]
 
     def configure_optimizers(self) -> dict[str, Any]:
         o = self.cfg.optim

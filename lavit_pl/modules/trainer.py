@@ -92,7 +92,8 @@ def build_trainer(cfg: TrainerConfig, run_dir: str | Path, extra_callbacks: list
         val_check_interval=cfg.val_check_interval,
         check_val_every_n_epoch=None,
         limit_val_batches=cfg.limit_val_batches,
-        logger=CSVLogger(str(run_dir), name="logs", version=""),
+        # One folder per session (logs/version_N/metrics.csv): a resumed run keeps its earlier logs.
+        logger=CSVLogger(str(run_dir), name="logs"),
         callbacks=callbacks,
         enable_progress_bar=cfg.progress_bar,
         enable_model_summary=False,

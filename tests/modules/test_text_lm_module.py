@@ -64,8 +64,10 @@ def fit(root: Path, run: Path, *overrides: str) -> int:
                  *overrides])
 
 
-def metric_rows(run: Path, name: str) -> list[tuple[int, float]]:
-    with open(run / "logs" / "metrics.csv", newline="") as handle:
+def metric_rows(run: Path, name: str, session: int = -1) -> list[tuple[int, float]]:
+    """Rows of one session's log (logs/version_N/metrics.csv; the last session by default)."""
+    sessions = sorted((run / "logs").glob("version_*"), key=lambda p: int(p.name.split("_")[1]))
+    with open(sessions[session] / "metrics.csv", newline="") as handle:
         return [(int(r["step"]), float(r[name])) for r in csv.DictReader(handle) if r.get(name)]
 
 
@@ -128,9 +130,9 @@ def test_interrupted_run_resumes_from_last_ckpt(toy_world, tmp_path, capsys):
     assert second["global_step"] == 4
     assert all(int(s["step"]) == 4 for s in second["optimizer_states"][0]["state"].values())  # AdamW's count
     # A fresh start with max_steps=4 would also end at step 4; what tells them apart is the steps the
-    # second session ran. Lightning's CSVLogger starts a new metrics.csv in each session (it deletes
-    # the previous one), so the file holds the second session only: steps 2 and 3, not 0..3.
+    # second session ran. Each session logs to its own folder, and the first one's log is kept.
     assert sorted(s for s, _ in metric_rows(run, "train/loss")) == [2, 3]
+    assert sorted(s for s, _ in metric_rows(run, "train/loss", session=0)) == [0, 1]
 
 
 def test_loss_falls_on_a_repeated_document(tmp_path):
