@@ -28,7 +28,7 @@ from typing import Any, Mapping, Sequence
 import torch
 from omegaconf import OmegaConf
 from PIL import Image
-from torch import Tensor, nn
+from torch import Tensor
 
 from lavit_pl.data.image_shards import ShardReaderConfig, image_transform
 from lavit_pl.models.convert import LAVIT_TOKENIZER_ENCODER_KEY_MAP, invert, rename_keys
@@ -46,13 +46,18 @@ FACTORY = "lavit_pl.generation.stage2_export:build_stage2_image_encoder"
 MERGER_PREFIX = "token_merger."
 
 
-def visual_weight_state(merger: TokenMerger | None, vit_proj: nn.Linear) -> dict[str, Tensor]:
-    """The release's ``visual_weight.bin``: merger as ``causal_encoder.*`` + ``vit_proj.weight/bias``."""
-    state = {f"vit_proj.{k}": v.detach().cpu().float().contiguous() for k, v in vit_proj.state_dict().items()}
+def visual_weight_state(merger: Mapping[str, Tensor] | None, vit_proj: Mapping[str, Tensor]) -> dict[str, Tensor]:
+    """The release's ``visual_weight.bin`` from state dicts: merger (our keys) as ``causal_encoder.*``
+    + ``vit_proj.weight/bias``."""
+    state = {f"vit_proj.{k}": v.detach().cpu().float().contiguous() for k, v in vit_proj.items()}
     if merger is not None:
-        ours = {MERGER_PREFIX + k: v.detach().cpu().float().contiguous() for k, v in merger.state_dict().items()}
+        ours = {MERGER_PREFIX + k: v.detach().cpu().float().contiguous() for k, v in merger.items()}
         state |= rename_keys(ours, invert(LAVIT_TOKENIZER_ENCODER_KEY_MAP), "token_merger")
     return state
+
+
+def _sub(state: Mapping[str, Tensor], prefix: str) -> dict[str, Tensor]:
+    return {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
 
 
 def merger_state_from_visual_weight(state: Mapping[str, Tensor], source: str) -> dict[str, Tensor]:
@@ -63,24 +68,26 @@ def merger_state_from_visual_weight(state: Mapping[str, Tensor], source: str) ->
     return {k[len(MERGER_PREFIX):]: v for k, v in rename_keys(merger, LAVIT_TOKENIZER_ENCODER_KEY_MAP, source).items()}
 
 
-def write_stage2_export(folder: str | Path, lm: UnifiedLM, text_tokenizer: Any, merger: TokenMerger | None,
+def write_stage2_export(folder: str | Path, lm: UnifiedLM, text_tokenizer: Any, state: Mapping[str, Tensor],
                         tokenizer_cfg: DynamicVisualTokenizerConfig, tokenizer_dir: str | Path,
                         extra: Mapping[str, Any] | None = None) -> Path:
-    """Write the folder (layout above) next to ``folder`` and swap it in; ``merger`` None = quantized input."""
+    """Write the folder (layout above) next to ``folder`` and swap it in.
+
+    ``state``: the full state dict of :class:`UnifiedStage2Model` (``lm.llm.*``, ``lm.vit_proj.*``,
+    ``token_merger.*`` (absent = quantized input)), gathered on this rank when training was sharded;
+    ``lm`` provides the LLaMA config and ``save_pretrained``.
+    """
     folder = Path(folder)
     partial = folder.with_name(folder.name + ".partial")
     shutil.rmtree(partial, ignore_errors=True)
     lm_dir = partial / LANGUAGE_MODEL_DIR
-    lm.llm.save_pretrained(lm_dir)
+    lm.llm.save_pretrained(lm_dir, state_dict={k: v.detach().cpu().contiguous() for k, v in _sub(state, "lm.llm.").items()})
     text_tokenizer.save_pretrained(lm_dir)
+    merger = _sub(state, "token_merger.") or None
     if merger is None:  # quantized input: features are embedding rows already; vit_proj = identity
-        width = lm.width
-        vit_proj = nn.Linear(width, width)
-        with torch.no_grad():
-            vit_proj.weight.copy_(torch.eye(width))
-            vit_proj.bias.zero_()
+        vit_proj = {"weight": torch.eye(lm.width), "bias": torch.zeros(lm.width)}
     else:
-        vit_proj = lm.vit_proj
+        vit_proj = _sub(state, "lm.vit_proj.")
     atomic_torch_save(visual_weight_state(merger, vit_proj), partial / VISUAL_WEIGHT)
     files = stage1_files(tokenizer_cfg, tokenizer_dir)
     (partial / VISUAL_TOKENIZER_DIR).mkdir(parents=True)
@@ -93,7 +100,7 @@ def write_stage2_export(folder: str | Path, lm: UnifiedLM, text_tokenizer: Any, 
             "input": "continuous" if merger is not None else "quantized"}
     atomic_write_json(partial / MANIFEST, {
         "format": FORMAT, "version": FORMAT_VERSION, "language_model": LANGUAGE_MODEL_DIR,
-        "codebook_size": lm.vocab.codebook_size, "visual_dim": vit_proj.in_features, "visual_weights": VISUAL_WEIGHT,
+        "codebook_size": lm.vocab.codebook_size, "visual_dim": vit_proj["weight"].shape[1], "visual_weights": VISUAL_WEIGHT,
         "visual_encoder": {"factory": FACTORY, "args": args}, **dict(extra or {}),
     })
     shutil.rmtree(folder, ignore_errors=True)

@@ -28,10 +28,11 @@ from lavit_pl.data.stage2_datamodule import TRAIN_SPLIT, VAL_SPLIT, Stage2DataMo
 
 from lavit_pl.data.stage2_documents import KIND_NAMES, DIRECTIONS, PairDocument, Stage2Batch, build_stage2_batch, draw_direction
 from lavit_pl.models.llm import IGNORE_INDEX, UnifiedLM, build_unified_lm
-from lavit_pl.models.stage2_visual import FrozenTargets, blind_pixels, frozen_visual_targets, merge_kept
+from lavit_pl.models.stage2_visual import FrozenTargets, blind_pixels, frozen_visual_targets
+from lavit_pl.models.unified_stage2 import UnifiedStage2Model
 from lavit_pl.models.tokenizer.tokenizer import DynamicVisualTokenizer
 from lavit_pl.modules.unified_lm_config import Stage2VisualConfig, UnifiedRunConfig
-from lavit_pl.modules.unified_lm_optim import NewRowLearningRate, unified_param_groups
+from lavit_pl.modules.unified_lm_optim import NewRowLearningRate, unified_param_groups, zero_rows_below
 from lavit_pl.modules.stage import Stage
 from lavit_pl.utils.stage1_io import file_digest, load_stage1_tokenizer, stage1_files
 
@@ -50,33 +51,45 @@ class UnifiedLMModule(L.LightningModule):
     def __init__(self, cfg: UnifiedRunConfig):
         super().__init__()
         self.cfg = cfg  # a dataclass, kept out of hparams: checkpoints load with weights_only=True
-        self.lm: UnifiedLM | None = None
-        self.token_merger = None  # the trainable copy (continuous input only)
+        self.model: UnifiedStage2Model | None = None  # what trains: LLM + vit_proj + merger copy
         self.text_tokenizer = None
         self._frozen: list[DynamicVisualTokenizer] = []  # a list: not a registered submodule
         self.row_lr: NewRowLearningRate | None = None
         self._step_start, self._step_tokens = 0.0, 0
         self._val_sums: torch.Tensor | None = None
+        self.full_state: dict[str, torch.Tensor] | None = None  # gathered at the end of sharded training
 
     # -- building -------------------------------------------------------------------------------
     def configure_model(self) -> None:
-        if self.lm is not None:
+        if self.model is not None:
             return
         cfg = self.cfg
-        self.lm, self.text_tokenizer = build_unified_lm(cfg.lm)
-        self.lm.train()  # load_llama returns eval mode; LLaMA has no dropout, but checkpointing needs train mode
+        lm, self.text_tokenizer = build_unified_lm(cfg.lm)
+        lm.train()  # load_llama returns eval mode; LLaMA has no dropout, but checkpointing needs train mode
         tokenizer = load_stage1_tokenizer(cfg.visual.tokenizer, cfg.visual.tokenizer_dir)
         self._frozen = [tokenizer]
+        merger = None
         if cfg.visual.input == "continuous":
-            self.token_merger = copy.deepcopy(tokenizer.token_merger).requires_grad_(True).train()
+            merger = copy.deepcopy(tokenizer.token_merger).requires_grad_(True).train()
         else:  # Table 7a: code ids through the LLM's rows; vit_proj is unused
-            self.lm.vit_proj.requires_grad_(False)
+            lm.vit_proj.requires_grad_(False)
         if cfg.activation_checkpointing:
-            self.lm.llm.gradient_checkpointing_enable()
+            lm.llm.gradient_checkpointing_enable()
+        self.model = UnifiedStage2Model(lm, merger, cfg.visual.tokenizer.inference_path,
+                                        cfg.visual.tokenizer.encoder.num_patches)
         self._apply_fsdp2()
 
+    @property
+    def lm(self) -> UnifiedLM:
+        return self.model.lm
+
+    @property
+    def token_merger(self):
+        return self.model.token_merger
+
     def _apply_fsdp2(self) -> None:
-        """FSDP2 (``trainer.strategy: fsdp2``): shard each LLaMA block, the merger copy and the LM root."""
+        """FSDP2 (``trainer.strategy: fsdp2``): shard each LLaMA block, then the whole trainable model
+        (root unit: embeddings, lm_head, vit_proj, merger copy; see :class:`UnifiedStage2Model`)."""
         mesh = self.device_mesh
         if mesh is None:
             return
@@ -85,9 +98,25 @@ class UnifiedLMModule(L.LightningModule):
         dp = mesh["data_parallel"]
         for layer in self.lm.llm.model.layers:
             fully_shard(layer, mesh=dp)
-        if self.token_merger is not None:
-            fully_shard(self.token_merger, mesh=dp)
-        fully_shard(self.lm, mesh=dp)
+        fully_shard(self.model, mesh=dp)
+
+    def on_train_end(self) -> None:
+        """Sharded (FSDP2) training: gather the full trainable state on every rank's call (a collective),
+        kept on CPU by rank 0 for ``export``, which only rank 0 runs."""
+        if self.device_mesh is not None:
+            from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
+
+            self.full_state = get_model_state_dict(
+                self.model, options=StateDictOptions(full_state_dict=True, cpu_offload=True))
+
+    def on_before_optimizer_step(self, optimizer: torch.optim.Optimizer) -> None:
+        """Frozen LLM: text rows get no update. Under FSDP2 Lightning does not clip (``build_trainer``
+        passes None): clip the global norm here."""
+        if self.cfg.lm.freeze_llm:  # sharded grads bypass freeze_llm's tensor hooks: zero the text rows here too
+            zero_rows_below(self._row_matrices(), self.lm.vocab.text_size)
+        max_norm = self.cfg.trainer.gradient_clip_val
+        if self.device_mesh is not None and max_norm:
+            torch.nn.utils.clip_grad_norm_([p for p in self.parameters() if p.grad is not None], max_norm)
 
     @property
     def frozen_tokenizer(self) -> DynamicVisualTokenizer:
@@ -96,6 +125,12 @@ class UnifiedLMModule(L.LightningModule):
             tokenizer.to(self.device)
         return tokenizer
 
+    def _row_matrices(self) -> list[torch.Tensor]:
+        """The embedding and lm_head matrices (once if tied) that hold the new rows."""
+        llm = self.lm.llm
+        found = [m.weight for m in (llm.get_input_embeddings(), llm.get_output_embeddings()) if m.weight.requires_grad]
+        return list({id(w): w for w in found}.values())
+
     def configure_optimizers(self) -> dict[str, Any]:
         o = self.cfg.optim
         visual = [("vit_proj", self.lm.vit_proj)]
@@ -103,10 +138,7 @@ class UnifiedLMModule(L.LightningModule):
             visual.insert(0, ("token_merger", self.token_merger))
         groups = unified_param_groups(self.lm.llm, visual, o.lr_llm, o.lr_visual, o.weight_decay)
         optimizer = torch.optim.AdamW(groups, lr=o.lr_llm, betas=tuple(o.betas), eps=o.eps)
-        llm = self.lm.llm
-        self.row_lr = NewRowLearningRate(
-            optimizer, [m.weight for m in (llm.get_input_embeddings(), llm.get_output_embeddings()) if m.weight.requires_grad],
-            self.lm.vocab.text_size, o.lr_llm, o.lr_visual)
+        self.row_lr = NewRowLearningRate(optimizer, self._row_matrices(), self.lm.vocab.text_size, o.lr_llm, o.lr_visual)
         scheduler = get_cosine_with_min_lr_schedule_with_warmup(
             optimizer, num_warmup_steps=o.warmup_steps, num_training_steps=self.cfg.trainer.max_steps,
             min_lr_rate=o.min_lr_ratio)
@@ -140,28 +172,23 @@ class UnifiedLMModule(L.LightningModule):
         quantized = self.cfg.visual.input == "quantized"
         return build_stage2_batch(vocab, seq, texts, pairs, directions, quantized), targets
 
-    def visual_features(self, docs: Stage2Batch, targets: FrozenTargets | None) -> torch.Tensor | None:
-        """(F, D): the merger copy's outputs of the images in slot order (None without slots)."""
-        if not docs.feature_images:
-            return None
-        wanted = sorted(set(docs.feature_images))
-        rows = torch.tensor(wanted, device=self.device)
-        merged = merge_kept(self.token_merger, targets.patch_features[rows], targets.keep_mask[rows],
-                            self.cfg.visual.tokenizer.inference_path)
-        by_image = dict(zip(wanted, merged))
-        return torch.cat([by_image[i] for i in docs.feature_images])  # (F, D)
-
     def forward_documents(self, docs: Stage2Batch, targets: FrozenTargets | None) -> tuple[torch.Tensor, torch.Tensor]:
         """-> (per-target NLL (R, S') fp32, 0 where no target; targets (R, S'))."""
         packed = docs.packed
-        features = self.visual_features(docs, targets)
-        logits = self.lm(packed.input_ids.to(self.device), position_ids=packed.position_ids.to(self.device),
-                         feature_slot=packed.feature_slot.to(self.device) if features is not None else None,
-                         features=features)  # (R, S', V)
+        logits, zero = self.model(
+            packed.input_ids.to(self.device), packed.position_ids.to(self.device), packed.feature_slot.to(self.device),
+            targets.patch_features if targets is not None else None, targets.keep_mask if targets is not None else None,
+            docs.feature_images)  # (R, S', V), 0
         goal = packed.targets.to(self.device)
         nll = F.cross_entropy(logits.flatten(0, 1).float(), goal.flatten(), ignore_index=IGNORE_INDEX,
                               reduction="none").view_as(goal)
-        return nll, goal
+        return nll + zero, goal  # + exactly 0 (see UnifiedStage2Model.idle)
+
+    def visual_features(self, docs: Stage2Batch, targets: FrozenTargets | None) -> torch.Tensor | None:
+        """(F, D) merger-copy features of the slots, in slot order (None without slots)."""
+        if not docs.feature_images:
+            return None
+        return self.model.visual_features(targets.patch_features, targets.keep_mask, docs.feature_images)
 
     @staticmethod
     def kind_sums(nll: torch.Tensor, kinds: torch.Tensor) -> torch.Tensor:
@@ -230,7 +257,8 @@ def export(module: UnifiedLMModule, cfg: UnifiedRunConfig, run_dir: Path) -> dic
              "freeze_llm": cfg.lm.freeze_llm,
              "sources": {"llm_path": cfg.lm.llm_path, "tokenizer_dir": cfg.visual.tokenizer_dir,
                          "encoder_weights": cfg.visual.tokenizer.encoder.weights_path}}
-    folder = write_stage2_export(Path(run_dir) / "export", module.lm, module.text_tokenizer, module.token_merger,
+    state = module.full_state if module.full_state is not None else module.model.state_dict()
+    folder = write_stage2_export(Path(run_dir) / "export", module.lm, module.text_tokenizer, state,
                                  cfg.visual.tokenizer, cfg.visual.tokenizer_dir, extra)
     atomic_write_json(folder / "metrics.json", {"global_step": step, **metrics})
     return {"export": str(folder), **metrics}

@@ -60,18 +60,32 @@ def unified_param_groups(llm: nn.Module, visual: Iterable[tuple[str, nn.Module]]
     return groups
 
 
-def _local_rows(param: Tensor, first_row: int) -> Tensor | None:
-    """The rows >= ``first_row`` of ``param`` held by this process (a view), or None if none."""
-    data = param.data
-    offset = 0
-    if hasattr(data, "to_local"):  # an FSDP2 DTensor sharded along rows
+def _local(tensor: Tensor) -> tuple[Tensor, int]:
+    """(this process's rows of ``tensor``, global index of its first row): an FSDP2 DTensor is
+    sharded along rows; a plain tensor is all here."""
+    if hasattr(tensor, "to_local"):
         from torch.distributed.tensor._utils import compute_local_shape_and_global_offset
 
-        _, global_offset = compute_local_shape_and_global_offset(data.shape, data.device_mesh, data.placements)
-        offset = global_offset[0]
-        data = data.to_local()
+        _, offset = compute_local_shape_and_global_offset(tensor.shape, tensor.device_mesh, tensor.placements)
+        return tensor.to_local(), offset[0]
+    return tensor, 0
+
+
+def _local_rows(param: Tensor, first_row: int) -> Tensor | None:
+    """The rows >= ``first_row`` of ``param`` held by this process (a view), or None if none."""
+    data, offset = _local(param.data)
     start = max(first_row - offset, 0)
     return data[start:] if start < data.shape[0] else None
+
+
+@torch.no_grad()
+def zero_rows_below(matrices: Iterable[Tensor], stop_row: int) -> None:
+    """Zero the gradient rows < ``stop_row`` (the text rows) of each matrix, on its local shard."""
+    for matrix in matrices:
+        if matrix.grad is not None:
+            grad, offset = _local(matrix.grad)
+            stop = min(max(stop_row - offset, 0), grad.shape[0])
+            grad[:stop].zero_()
 
 
 class NewRowLearningRate:
