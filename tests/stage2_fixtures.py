@@ -105,5 +105,5 @@ def run_config(tmp: Path, world: Path, ckpt: dict[str, Path], *overrides: str):
     return micro_config(*[
         f"output_dir={tmp / 'run'}", f"lm.llm_path={ckpt['llama']}", f"visual.tokenizer_dir={ckpt['tokenizer_dir']}",
         f"visual.tokenizer.encoder.weights_path={ckpt['clip']}", f"data.text.data_root={world}",
-        f"data.image_text.data_root={world}", *overrides,
+        f"data.image_text.data_root={world}", f"cache.dir={tmp / 'cache'}", *overrides,
     ])
