@@ -26,6 +26,7 @@ DONE_FILE = "DONE.json"
 STAGES: dict[str, str] = {
     "clip": "lavit_pl.modules.clip_module",
     "text_lm": "lavit_pl.modules.text_lm_module",
+    "unified": "lavit_pl.modules.unified_lm_module",
 }
 
 

@@ -48,11 +48,22 @@ class TrainerConfig:
             raise ValueError(f"trainer.max_minutes must be > 0, got {self.max_minutes}")
 
 
+def _devices_per_node(cfg: TrainerConfig) -> int:
+    if cfg.devices.isdigit():
+        return int(cfg.devices)
+    import torch
+
+    gpu = cfg.accelerator in ("gpu", "cuda", "auto") and torch.cuda.is_available()
+    return max(1, torch.cuda.device_count()) if gpu else 1  # Lightning's "auto" on CPU is one device
+
+
 def _strategy(cfg: TrainerConfig) -> Any:
     if cfg.strategy == "fsdp2":
         from lightning.pytorch.strategies import ModelParallelStrategy
 
-        return ModelParallelStrategy(data_parallel_size="auto", tensor_parallel_size=1)
+        # Pure FSDP2: every process is a data-parallel shard. (Lightning's "auto" data_parallel_size
+        # is the number of nodes, which with tensor_parallel_size=1 fails for > 1 device per node.)
+        return ModelParallelStrategy(data_parallel_size=cfg.num_nodes * _devices_per_node(cfg), tensor_parallel_size=1)
     return cfg.strategy
 
 
