@@ -8,13 +8,14 @@ export TRANSFORMERS_OFFLINE := 1
 export HF_DATASETS_OFFLINE := 1
 export PYTHONHASHSEED := 0
 
-.PHONY: setup test test-fast world world-micro clean-world help
+.PHONY: setup test test-fast world world-micro reproduce-table1 reproduce-micro clean-world help
 
 help:
 	@echo "make setup        create $(VENV) (Python 3.11 + pip) from requirements.txt; idempotent"
 	@echo "make test         setup, then the whole test suite (micro-preset pipeline included)"
 	@echo "make test-fast    setup, then the tests not marked slow"
 	@echo "make world        write the tiny Shapes world to data/shapes/tiny/"
+	@echo "make reproduce-table1   setup + world + stage 0 + stage 1 + stage 2 + blind + eval + report (tiny world)"
 
 setup: $(STAMP)
 
@@ -40,6 +41,14 @@ world: setup
 
 world-micro: setup
 	$(PY) -m lavit_pl world -c experiments/world/shapes_micro.yaml
+
+# Re-running resumes: finished steps are skipped, an interrupted training resumes from its checkpoint.
+reproduce-table1: setup
+	$(PY) -m lavit_pl reproduce -c experiments/pipeline/table1_tiny.yaml
+	@echo "report: runs/tiny/eval_table1/reports/table1.md"
+
+reproduce-micro: setup
+	$(PY) -m lavit_pl reproduce -c experiments/pipeline/table1_micro.yaml
 
 clean-world:
 	rm -rf data/shapes
