@@ -39,7 +39,7 @@ from evaluation.benchmarks.img2dataset_captions import read_shard_captions
 from evaluation.benchmarks.vizwiz import read_vizwiz
 from evaluation.benchmarks.vqa import read_vqa, read_vqa_questions
 from evaluation.caption import load_references
-from evaluation.cli_common import run
+from evaluation.cli_common import cli_main, new_parser
 from evaluation.metrics.caption import ptb_tokenize
 from lavit_pl.utils.atomic import atomic_write_json
 
@@ -119,8 +119,7 @@ def constant_caption(args: argparse.Namespace) -> dict:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m evaluation.baselines", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = new_parser("python -m evaluation.baselines", __doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("prior-vqa", help="VQAv2/OK-VQA answer prior per question type")
     p.add_argument("--train-questions", required=True)
@@ -155,8 +154,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    return run(lambda: args.fn(args))
+    return cli_main(build_parser, lambda args: args.fn(args), argv)
 
 
 if __name__ == "__main__":

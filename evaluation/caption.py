@@ -25,15 +25,14 @@ from evaluation.benchmarks.errors import BenchmarkFileError, load_json
 from evaluation.benchmarks.karpathy import KARPATHY_SPLITS, is_karpathy_layout, read_karpathy
 from evaluation.benchmarks.nocaps import NOCAPS_DOMAINS, read_nocaps
 from evaluation.benchmarks.results import align_predictions, read_results
-from evaluation.cli_common import run
+from evaluation.cli_common import cli_main, new_parser
 from evaluation.metrics.caption import caption_metrics
 
 log = logging.getLogger("evaluation.caption")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m evaluation.caption", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = new_parser("python -m evaluation.caption", __doc__)
     parser.add_argument("--annotations", required=True, help="COCO-layout, NoCaps or Karpathy captions JSON")
     parser.add_argument("--results", required=True, help='results JSON: [{"image_id", "caption"}]')
     parser.add_argument("--karpathy-split", choices=KARPATHY_SPLITS,
@@ -92,8 +91,7 @@ def evaluate(args: argparse.Namespace) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    return run(lambda: evaluate(args))
+    return cli_main(build_parser, evaluate, argv)
 
 
 if __name__ == "__main__":

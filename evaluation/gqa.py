@@ -17,21 +17,18 @@ import sys
 
 from evaluation.benchmarks.gqa import read_gqa
 from evaluation.benchmarks.results import align_predictions, read_results
-from evaluation.cli_common import run
+from evaluation.cli_common import add_release_postprocess_flag, cli_main, new_parser, release_entry
 from evaluation.metrics.gqa import gqa_accuracy
 from evaluation.metrics.release_postprocess import release_gqa_accuracy
-from evaluation.vqa import RELEASE_NOTE
 
 log = logging.getLogger("evaluation.gqa")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m evaluation.gqa", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = new_parser("python -m evaluation.gqa", __doc__)
     parser.add_argument("--questions", required=True, help="GQA questions JSON (dict keyed by questionId)")
     parser.add_argument("--results", required=True, help='results JSON: [{"questionId", "prediction"}]')
-    parser.add_argument("--release-postprocess", action="store_true",
-                        help="also report the LaVIT release's post-processed accuracy (separate key)")
+    add_release_postprocess_flag(parser)
     parser.add_argument("--image-root", help="if given, check that every scored question's image exists there")
     return parser
 
@@ -47,13 +44,12 @@ def evaluate(args: argparse.Namespace) -> dict:
               [r.detailed for r in records])
     out = {"metric": "exact_match_accuracy (official GQA eval.py)", **gqa_accuracy(preds, *fields)}
     if args.release_postprocess:
-        out["release_postprocessed"] = {"note": RELEASE_NOTE, **release_gqa_accuracy(preds, *fields)}
+        out["release_postprocessed"] = release_entry(release_gqa_accuracy(preds, *fields))
     return out
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    return run(lambda: evaluate(args))
+    return cli_main(build_parser, evaluate, argv)
 
 
 if __name__ == "__main__":

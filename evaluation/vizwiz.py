@@ -16,21 +16,18 @@ import sys
 
 from evaluation.benchmarks.results import align_predictions, read_results
 from evaluation.benchmarks.vizwiz import read_vizwiz
-from evaluation.cli_common import run
+from evaluation.cli_common import add_release_postprocess_flag, cli_main, new_parser, release_entry
 from evaluation.metrics.release_postprocess import release_vqa_accuracy
 from evaluation.metrics.vizwiz import vizwiz_accuracy
-from evaluation.vqa import RELEASE_NOTE
 
 log = logging.getLogger("evaluation.vizwiz")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m evaluation.vizwiz", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = new_parser("python -m evaluation.vizwiz", __doc__)
     parser.add_argument("--annotations", required=True, help="VizWiz val.json (10 answers per image)")
     parser.add_argument("--results", required=True, help='results JSON: [{"image", "answer"}]')
-    parser.add_argument("--release-postprocess", action="store_true",
-                        help="also report the LaVIT release's post-processed accuracy (separate key)")
+    add_release_postprocess_flag(parser)
     parser.add_argument("--image-root", help="if given, check that every image exists there")
     return parser
 
@@ -45,13 +42,12 @@ def evaluate(args: argparse.Namespace) -> dict:
     out = {"metric": "vqa_accuracy (VizWiz evaluator)", **vizwiz_accuracy(predictions, references, atypes)}
     if args.release_postprocess:
         release = release_vqa_accuracy(predictions, references, answer_types=atypes)
-        out["release_postprocessed"] = {"note": RELEASE_NOTE, **release}
+        out["release_postprocessed"] = release_entry(release)
     return out
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    return run(lambda: evaluate(args))
+    return cli_main(build_parser, evaluate, argv)
 
 
 if __name__ == "__main__":

@@ -16,23 +16,19 @@ import sys
 
 from evaluation.benchmarks.results import align_predictions, read_results
 from evaluation.benchmarks.vqa import read_vqa
-from evaluation.cli_common import run
+from evaluation.cli_common import add_release_postprocess_flag, cli_main, new_parser, release_entry
 from evaluation.metrics.release_postprocess import release_vqa_accuracy
 from evaluation.metrics.vqa import vqa_accuracy
 
 log = logging.getLogger("evaluation.vqa")
-RELEASE_NOTE = ("LaVIT release post-processing (first clause, lemmatised with spaCy's lookup table, leading "
-                "fillers stripped); not comparable with the official number")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m evaluation.vqa", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = new_parser("python -m evaluation.vqa", __doc__)
     parser.add_argument("--questions", required=True, help="official questions JSON (VQAv2 or OK-VQA layout)")
     parser.add_argument("--annotations", required=True, help="official annotations JSON (10 answers per question)")
     parser.add_argument("--results", required=True, help='results JSON: [{"question_id", "answer"}]')
-    parser.add_argument("--release-postprocess", action="store_true",
-                        help="also report the LaVIT release's post-processed accuracy (separate key)")
+    add_release_postprocess_flag(parser)
     parser.add_argument("--image-root", help="if given, check that every question's COCO image exists there")
     return parser
 
@@ -48,13 +44,12 @@ def evaluate(args: argparse.Namespace) -> dict:
     out = {"metric": "vqa_accuracy (official vqaEval.py)", **vqa_accuracy(predictions, references, qtypes, atypes)}
     if args.release_postprocess:
         release = release_vqa_accuracy(predictions, references, qtypes, atypes)
-        out["release_postprocessed"] = {"note": RELEASE_NOTE, **release}
+        out["release_postprocessed"] = release_entry(release)
     return out
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    return run(lambda: evaluate(args))
+    return cli_main(build_parser, evaluate, argv)
 
 
 if __name__ == "__main__":
