@@ -33,12 +33,12 @@ from evaluation.metrics.gqa import gqa_accuracy
 from evaluation.metrics.vqa import (
     NUMBER_WORDS,
     OFFICIAL_NDIGITS,
+    check_aligned,
     clean_whitespace,
-    grouped_percent,
     leave_one_out_accuracy,
-    official_percent,
     process_digit_article,
     process_punctuation,
+    vqa_score_summary,
 )
 
 RELEASE_NUMBER_WORDS: dict[str, str] = {**NUMBER_WORDS, "nope": "no"}
@@ -158,17 +158,10 @@ def release_vqa_accuracy(
     ndigits: int = OFFICIAL_NDIGITS,
 ) -> dict:
     """Release-style VQA accuracy (VQAv2, OK-VQA, VizWiz), same keys and rounding as the official."""
-    if len(predictions) != len(references):
-        raise ValueError(f"predictions ({len(predictions)}) and references ({len(references)}) differ in length")
+    check_aligned(predictions, references)
     table = load_lemma_table()
     scores = [release_question_accuracy(p, r, table) for p, r in zip(predictions, references)]
-    out: dict = {"overall": official_percent(scores, ndigits)}
-    if question_types is not None:
-        out["perQuestionType"] = grouped_percent(scores, question_types, ndigits)
-    if answer_types is not None:
-        out["perAnswerType"] = grouped_percent(scores, answer_types, ndigits)
-    out["num_questions"] = len(scores)
-    return out
+    return vqa_score_summary(scores, question_types, answer_types, ndigits)
 
 
 def release_gqa_accuracy(

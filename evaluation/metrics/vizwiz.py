@@ -17,11 +17,11 @@ from typing import Sequence
 
 from evaluation.metrics.vqa import (
     OFFICIAL_NDIGITS,
+    check_aligned,
     clean_whitespace,
-    grouped_percent,
     leave_one_out_accuracy,
     normalize_answer,
-    official_percent,
+    vqa_score_summary,
 )
 
 
@@ -37,11 +37,6 @@ def vizwiz_accuracy(
     ndigits: int = OFFICIAL_NDIGITS,
 ) -> dict:
     """Returns ``{"overall", "perAnswerType", "num_questions"}`` in percent (per type when given)."""
-    if len(predictions) != len(references):
-        raise ValueError(f"predictions ({len(predictions)}) and references ({len(references)}) differ in length")
+    check_aligned(predictions, references)
     scores = [vizwiz_question_accuracy(p, r) for p, r in zip(predictions, references)]
-    out: dict = {"overall": official_percent(scores, ndigits)}
-    if answer_types is not None:
-        out["perAnswerType"] = grouped_percent(scores, answer_types, ndigits)
-    out["num_questions"] = len(scores)
-    return out
+    return vqa_score_summary(scores, answer_types=answer_types, ndigits=ndigits)

@@ -113,6 +113,30 @@ def grouped_percent(
     return {group: official_percent(values, ndigits) for group, values in buckets.items()}
 
 
+def check_aligned(predictions: Sequence[str], references: Sequence[Sequence[str]]) -> None:
+    """One list of references per prediction, else ValueError naming both lengths."""
+    if len(predictions) != len(references):
+        raise ValueError(f"predictions ({len(predictions)}) and references ({len(references)}) differ in length")
+
+
+def vqa_score_summary(
+    scores: Sequence[float],
+    question_types: Sequence[str] | None = None,
+    answer_types: Sequence[str] | None = None,
+    ndigits: int = OFFICIAL_NDIGITS,
+) -> dict:
+    """Per-question scores in [0, 1] -> ``{"overall", "perQuestionType", "perAnswerType",
+    "num_questions"}`` in percent, rounded as the official evaluator; the per-type keys only when
+    the types are given (the layout shared by the VQAv2, VizWiz and release-style scorers)."""
+    out: dict = {"overall": official_percent(scores, ndigits)}
+    if question_types is not None:
+        out["perQuestionType"] = grouped_percent(scores, question_types, ndigits)
+    if answer_types is not None:
+        out["perAnswerType"] = grouped_percent(scores, answer_types, ndigits)
+    out["num_questions"] = len(scores)
+    return out
+
+
 def vqa_accuracy(
     predictions: Sequence[str],
     references: Sequence[Sequence[str]],
@@ -126,13 +150,6 @@ def vqa_accuracy(
     Returns ``{"overall", "perQuestionType", "perAnswerType", "num_questions"}`` in percent,
     rounded as the official evaluator; the per-type keys only when the types are given.
     """
-    if len(predictions) != len(references):
-        raise ValueError(f"predictions ({len(predictions)}) and references ({len(references)}) differ in length")
+    check_aligned(predictions, references)
     scores = [vqa_question_accuracy(p, r) for p, r in zip(predictions, references)]
-    out: dict = {"overall": official_percent(scores, ndigits)}
-    if question_types is not None:
-        out["perQuestionType"] = grouped_percent(scores, question_types, ndigits)
-    if answer_types is not None:
-        out["perAnswerType"] = grouped_percent(scores, answer_types, ndigits)
-    out["num_questions"] = len(scores)
-    return out
+    return vqa_score_summary(scores, question_types, answer_types, ndigits)
