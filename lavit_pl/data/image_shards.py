@@ -25,8 +25,8 @@ from torchvision import transforms
 from webdataset.autodecode import Decoder, DecodingError, imagehandler
 
 from lavit_pl.data.collate import collate_image_samples
-from lavit_pl.data.pipeline_stages import BadSample, BatchWithSkips, NodeSplit, ReadWithLedger, SeededShuffle
-from lavit_pl.data.shard_list import ShardOrder, expected_counts
+from lavit_pl.data.pipeline_stages import BadSample, ReadWithLedger, file_stream_pipeline
+from lavit_pl.data.shard_list import expected_counts
 from lavit_pl.data.skip_ledger import ShardSummary, drop_skip_markers
 
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
@@ -143,19 +143,10 @@ def build_image_pipeline(
     ``shuffle`` shuffles the shard order per pass and, with ``shuffle_buffer > 1``, samples within
     a buffer. ``repeat`` makes the stream endless (training); without it one pass is made.
     """
-    expected = expected_counts(shards, cfg.require_stats)
-    stages: list[Any] = [
-        ShardOrder(shards, shuffle=shuffle, seed=seed),
-        NodeSplit(),
-        wds.split_by_worker,
-        ReadWithLedger(iter_tar_samples, Img2DatasetDecoder(cfg, with_captions), expected),
-    ]
-    if shuffle and shuffle_buffer > 1:
-        stages.append(SeededShuffle(shuffle_buffer, seed))
-    if batch_size is not None:
-        stages.append(BatchWithSkips(batch_size, collate_image_samples, partial))
-    pipeline = wds.DataPipeline(*stages)
-    return pipeline.repeat() if repeat else pipeline
+    read = ReadWithLedger(iter_tar_samples, Img2DatasetDecoder(cfg, with_captions),
+                          expected_counts(shards, cfg.require_stats))
+    return file_stream_pipeline(shards, read, collate_image_samples, shuffle=shuffle, seed=seed,
+                                shuffle_buffer=shuffle_buffer, batch_size=batch_size, partial=partial, repeat=repeat)
 
 
 def reader_stage(pipeline: wds.DataPipeline) -> ReadWithLedger:

@@ -22,6 +22,7 @@ from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
 import webdataset as wds
 from webdataset.utils import PipelineStage, pytorch_worker_info
 
+from lavit_pl.data.shard_list import ShardOrder
 from lavit_pl.data.skip_ledger import N_SKIPPED, ShardSummary, SkipLedger, is_skip_marker, skip_marker
 
 RawIterator = Callable[[str, Callable[[BaseException], bool]], Iterator[tuple[str, Any]]]
@@ -200,3 +201,28 @@ def fixed_length_epoch(pipeline: wds.DataPipeline, batches_per_epoch: int, num_w
     per_worker = batches_per_worker(batches_per_epoch, num_workers)
     pipeline = pipeline.with_epoch(per_worker)
     return pipeline.with_length(per_worker * max(1, num_workers), silent=True)
+
+
+def file_stream_pipeline(
+    files: Sequence[str],
+    read: PipelineStage,
+    collate: Callable[[Sequence[dict[str, Any]]], dict[str, Any]],
+    *,
+    shuffle: bool = False,
+    seed: int = 0,
+    shuffle_buffer: int = 0,
+    batch_size: int | None = None,
+    partial: bool = True,
+    repeat: bool = False,
+) -> wds.DataPipeline:
+    """The stages every reader shares around its ``read`` stage: file order (shuffled per pass when
+    ``shuffle``), node and worker split, ``read``, a seeded sample shuffle (``shuffle`` and
+    ``shuffle_buffer > 1``), batching with ``collate`` (when ``batch_size`` is set; ``partial``
+    keeps a last short batch) and, with ``repeat``, an endless stream."""
+    stages: list[Any] = [ShardOrder(files, shuffle=shuffle, seed=seed), NodeSplit(), wds.split_by_worker, read]
+    if shuffle and shuffle_buffer > 1:
+        stages.append(SeededShuffle(shuffle_buffer, seed))
+    if batch_size is not None:
+        stages.append(BatchWithSkips(batch_size, collate, partial))
+    pipeline = wds.DataPipeline(*stages)
+    return pipeline.repeat() if repeat else pipeline

@@ -27,8 +27,7 @@ import webdataset as wds
 from webdataset.utils import PipelineStage
 
 from lavit_pl.data.image_shards import ShardReaderConfig, build_image_pipeline
-from lavit_pl.data.pipeline_stages import BatchWithSkips, NodeSplit, SeededShuffle
-from lavit_pl.data.shard_list import ShardOrder
+from lavit_pl.data.pipeline_stages import file_stream_pipeline
 from lavit_pl.data.skip_ledger import N_SKIPPED, is_skip_marker, skip_marker
 from lavit_pl.models.stage2_visual import FrozenTargets
 from lavit_pl.utils.atomic import atomic_torch_save, atomic_write_json
@@ -198,10 +197,5 @@ def collate_cached_pairs(samples: Sequence[dict[str, Any]]) -> dict[str, Any]:
 def build_cache_pipeline(files: Sequence[str], *, shuffle: bool = False, seed: int = 0, shuffle_buffer: int = 0,
                          batch_size: int | None = None, partial: bool = True, repeat: bool = False) -> wds.DataPipeline:
     """Cache samples (or batches): the same order/split/shuffle stages as the shard readers."""
-    stages: list[Any] = [ShardOrder(files, shuffle=shuffle, seed=seed), NodeSplit(), wds.split_by_worker, ReadCacheFiles()]
-    if shuffle and shuffle_buffer > 1:
-        stages.append(SeededShuffle(shuffle_buffer, seed))
-    if batch_size is not None:
-        stages.append(BatchWithSkips(batch_size, collate_cached_pairs, partial))
-    pipeline = wds.DataPipeline(*stages)
-    return pipeline.repeat() if repeat else pipeline
+    return file_stream_pipeline(files, ReadCacheFiles(), collate_cached_pairs, shuffle=shuffle, seed=seed,
+                                shuffle_buffer=shuffle_buffer, batch_size=batch_size, partial=partial, repeat=repeat)

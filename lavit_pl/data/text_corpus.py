@@ -18,8 +18,7 @@ from typing import Any, Callable, Iterator, Sequence
 import webdataset as wds
 
 from lavit_pl.data.collate import collate_text_samples
-from lavit_pl.data.pipeline_stages import BadSample, BatchWithSkips, NodeSplit, ReadWithLedger, SeededShuffle
-from lavit_pl.data.shard_list import ShardOrder
+from lavit_pl.data.pipeline_stages import BadSample, ReadWithLedger, file_stream_pipeline
 from lavit_pl.data.skip_ledger import ShardSummary, drop_skip_markers
 
 
@@ -87,18 +86,9 @@ def build_text_pipeline(
 ) -> wds.DataPipeline:
     """Text samples or batches; arguments as :func:`lavit_pl.data.image_shards.build_image_pipeline`.
     JSONL has no stats file, so a file's expected count is what it held: skipped = bad lines."""
-    stages: list[Any] = [
-        ShardOrder(files, shuffle=shuffle, seed=seed),
-        NodeSplit(),
-        wds.split_by_worker,
-        ReadWithLedger(iter_jsonl_lines, JsonlDocumentDecoder(cfg), {}),
-    ]
-    if shuffle and shuffle_buffer > 1:
-        stages.append(SeededShuffle(shuffle_buffer, seed))
-    if batch_size is not None:
-        stages.append(BatchWithSkips(batch_size, collate_text_samples, partial))
-    pipeline = wds.DataPipeline(*stages)
-    return pipeline.repeat() if repeat else pipeline
+    read = ReadWithLedger(iter_jsonl_lines, JsonlDocumentDecoder(cfg), {})
+    return file_stream_pipeline(files, read, collate_text_samples, shuffle=shuffle, seed=seed,
+                                shuffle_buffer=shuffle_buffer, batch_size=batch_size, partial=partial, repeat=repeat)
 
 
 def scan_text_files(
