@@ -16,12 +16,9 @@ from typing import Callable
 import webdataset as wds
 from torch.utils.data import DataLoader
 
-from lavit_pl.data.collate import MixtureCollate, collate_text_samples
 from lavit_pl.data.loader_config import make_dataloader
-from lavit_pl.data.mixture import WeightedSourceMix
-from lavit_pl.data.pipeline_stages import BatchWithSkips, check_enough_files, fixed_length_epoch
+from lavit_pl.data.pipeline_stages import check_enough_files
 from lavit_pl.data.stage2_cache import build_cache_pipeline, cache_files, cached_samples, collate_cached_pairs
-from lavit_pl.data.text_corpus import build_text_pipeline
 from lavit_pl.data.text_datamodules import MixtureDataConfig, MixtureDataModule
 
 TRAIN_SPLIT, VAL_SPLIT = "train", "val"
@@ -49,21 +46,15 @@ class Stage2DataModule(MixtureDataModule):
         files = cache_files(self.cache_dir / TRAIN_SPLIT)
         check_enough_files(len(self.text.train_files), cfg.num_workers, "MixtureDataConfig.text.train_files")
         check_enough_files(len(files), cfg.num_workers, f"{self.cache_dir / TRAIN_SPLIT} (cache files)")
-        text_loader, pair_loader = cfg.text.loader, cfg.image_text.loader
+        pair_loader = cfg.image_text.loader
         sources = {
-            "text": build_text_pipeline(
-                self.text.train_files, cfg.text.reader, shuffle=text_loader.shuffle, seed=text_loader.seed,
-                shuffle_buffer=text_loader.shuffle_buffer, repeat=True,
-            ),
+            "text": self.text_train_source(),
             "image_text": build_cache_pipeline(
                 files, shuffle=pair_loader.shuffle, seed=pair_loader.seed, shuffle_buffer=pair_loader.shuffle_buffer,
                 repeat=True,
             ),
         }
-        mix = WeightedSourceMix(sources, cfg.weights, cfg.seed)
-        collate = MixtureCollate({"text": collate_text_samples, "image_text": collate_cached_pairs})
-        pipeline = wds.DataPipeline(mix, BatchWithSkips(cfg.batch_size, collate, partial=False))
-        return fixed_length_epoch(pipeline, cfg.batches_per_epoch, cfg.num_workers)
+        return self.mixture_epoch(sources, collate_cached_pairs)
 
     def val_dataloader(self) -> list[DataLoader]:
         if self.cache_dir is None:

@@ -9,6 +9,7 @@ batch has no entry. The mixture's validation is its sources' validation, one loa
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Callable, Sequence
 
 import lightning.pytorch as pl
 import webdataset as wds
@@ -141,19 +142,32 @@ class MixtureDataModule(pl.LightningDataModule):
         cfg = self.cfg
         check_enough_files(len(self.text.train_files), cfg.num_workers, "MixtureDataConfig.text.train_files")
         check_enough_files(len(self.image_text.train_files), cfg.num_workers, "MixtureDataConfig.image_text.train_shards")
-        text_loader, pair_loader = cfg.text.loader, cfg.image_text.loader
+        pair_loader = cfg.image_text.loader
         sources = {
-            "text": build_text_pipeline(
-                self.text.train_files, cfg.text.reader, shuffle=text_loader.shuffle, seed=text_loader.seed,
-                shuffle_buffer=text_loader.shuffle_buffer, repeat=True,
-            ),
+            "text": self.text_train_source(),
             "image_text": build_image_pipeline(
                 self.image_text.train_files, cfg.image_text.reader, True, shuffle=pair_loader.shuffle,
                 seed=pair_loader.seed, shuffle_buffer=pair_loader.shuffle_buffer, repeat=True,
             ),
         }
+        return self.mixture_epoch(sources, collate_image_samples)
+
+    def text_train_source(self) -> wds.DataPipeline:
+        """The endless, unbatched text-document stream of the mixture (after ``text`` setup)."""
+        text_loader = self.cfg.text.loader
+        return build_text_pipeline(
+            self.text.train_files, self.cfg.text.reader, shuffle=text_loader.shuffle, seed=text_loader.seed,
+            shuffle_buffer=text_loader.shuffle_buffer, repeat=True,
+        )
+
+    def mixture_epoch(
+        self, sources: dict[str, wds.DataPipeline], image_text_collate: Callable[[Sequence[dict]], dict]
+    ) -> wds.DataPipeline:
+        """``{"text", "image_text"}`` sample streams -> weighted mixture batches of ``batch_size``
+        documents, cut to ``batches_per_epoch`` per rank."""
+        cfg = self.cfg
         mix = WeightedSourceMix(sources, cfg.weights, cfg.seed)
-        collate = MixtureCollate({"text": collate_text_samples, "image_text": collate_image_samples})
+        collate = MixtureCollate({"text": collate_text_samples, "image_text": image_text_collate})
         pipeline = wds.DataPipeline(mix, BatchWithSkips(cfg.batch_size, collate, partial=False))
         return fixed_length_epoch(pipeline, cfg.batches_per_epoch, cfg.num_workers)
 
