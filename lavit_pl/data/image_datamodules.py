@@ -9,14 +9,14 @@ length planned from the stats files. See :mod:`lavit_pl.data.pipeline_stages`.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any, Sequence
 
-import lightning.pytorch as pl
-from torch.utils.data import DataLoader
+import webdataset as wds
 
+from lavit_pl.data.file_list_datamodule import FileListDataModule
 from lavit_pl.data.image_shards import ShardReaderConfig, build_image_pipeline
-from lavit_pl.data.loader_config import LoaderConfig, make_dataloader
-from lavit_pl.data.pipeline_stages import check_enough_files, fixed_length_epoch, node_rank_and_size, planned_pass_batches
-from lavit_pl.data.shard_list import expand_shard_specs, expected_counts
+from lavit_pl.data.loader_config import LoaderConfig
+from lavit_pl.data.shard_list import expected_counts
 
 
 @dataclass
@@ -46,64 +46,21 @@ class ImageTextDataConfig(ImagesDataConfig):
     """Same fields as :class:`ImagesDataConfig`; samples also need and carry ``KEY.txt`` captions."""
 
 
-class ImagesDataModule(pl.LightningDataModule):
+class ImagesDataModule(FileListDataModule):
     """Images only: batches ``{"image": (B, C, H, W), "key", "shard", "meta", "n_skipped"}``."""
 
     with_captions = False
+    train_field, val_field = "train_shards", "val_shards"
 
     def __init__(self, cfg: ImagesDataConfig):
-        super().__init__()
-        self.cfg = cfg
-        self.train_files: list[str] = []
-        self.val_files: list[str] = []
+        super().__init__(cfg)
 
-    def setup(self, stage: str | None = None) -> None:
-        self.train_files = expand_shard_specs(self.cfg.data_root, self.cfg.train_shards, "train_shards")
-        self.val_files = (
-            expand_shard_specs(self.cfg.data_root, self.cfg.val_shards, "val_shards") if self.cfg.val_shards else []
-        )
+    def sample_counts(self, files: Sequence[str]) -> dict[str, int | None]:
+        """Successes from each shard's stats file (None without one, unless ``require_stats``)."""
+        return expected_counts(files, self.cfg.reader.require_stats)
 
-    def _ensure_setup(self) -> None:
-        if not self.train_files:  # used outside a Trainer, before setup()
-            self.setup()
-
-    def default_batches_per_epoch(self) -> int:
-        """One pass over the training shards in expectation: sum(successes) / (ranks x batch)."""
-        self._ensure_setup()
-        counts = expected_counts(self.train_files, self.cfg.reader.require_stats)
-        if any(c is None for c in counts.values()):
-            raise ValueError("loader.batches_per_epoch must be set: some training shards have no stats file")
-        world_size = node_rank_and_size()[1]
-        return max(1, sum(counts.values()) // (world_size * self.cfg.loader.batch_size))  # type: ignore[arg-type]
-
-    def train_dataloader(self) -> DataLoader:
-        self._ensure_setup()
-        loader = self.cfg.loader
-        files = self.train_files
-        check_enough_files(len(files), loader.num_workers, f"{type(self.cfg).__name__}.train_shards")
-        pipeline = build_image_pipeline(
-            files, self.cfg.reader, self.with_captions,
-            shuffle=loader.shuffle, seed=loader.seed, shuffle_buffer=loader.shuffle_buffer,
-            batch_size=loader.batch_size, partial=False, repeat=True,
-        )
-        batches = loader.batches_per_epoch or self.default_batches_per_epoch()
-        pipeline = fixed_length_epoch(pipeline, batches, loader.num_workers)
-        return make_dataloader(pipeline, loader.num_workers, loader.pin_memory, train=True)
-
-    def val_dataloader(self) -> DataLoader | list:
-        self._ensure_setup()
-        if not self.val_files:
-            return []
-        files, loader = self.val_files, self.cfg.loader
-        pipeline = build_image_pipeline(
-            files, self.cfg.reader, self.with_captions, batch_size=loader.eval_batch_size, partial=True
-        )
-        planned = planned_pass_batches(
-            files, expected_counts(files, self.cfg.reader.require_stats), loader.eval_batch_size, loader.num_workers
-        )
-        if planned is not None:
-            pipeline = pipeline.with_length(planned, silent=True)
-        return make_dataloader(pipeline, loader.num_workers, loader.pin_memory, train=False)
+    def build_pipeline(self, files: Sequence[str], **options: Any) -> wds.DataPipeline:
+        return build_image_pipeline(files, self.cfg.reader, self.with_captions, **options)
 
 
 class ImageTextDataModule(ImagesDataModule):

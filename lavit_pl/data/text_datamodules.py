@@ -9,19 +9,19 @@ batch has no entry. The mixture's validation is its sources' validation, one loa
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Callable, Sequence
+from typing import Any, Callable, Sequence
 
 import lightning.pytorch as pl
 import webdataset as wds
 from torch.utils.data import DataLoader
 
 from lavit_pl.data.collate import MixtureCollate, collate_image_samples, collate_text_samples
+from lavit_pl.data.file_list_datamodule import FileListDataModule
 from lavit_pl.data.image_datamodules import ImageTextDataConfig, ImageTextDataModule
 from lavit_pl.data.image_shards import build_image_pipeline
 from lavit_pl.data.loader_config import LoaderConfig, make_dataloader
 from lavit_pl.data.mixture import WeightedSourceMix
-from lavit_pl.data.pipeline_stages import BatchWithSkips, check_enough_files, fixed_length_epoch, node_rank_and_size, planned_pass_batches
-from lavit_pl.data.shard_list import expand_shard_specs
+from lavit_pl.data.pipeline_stages import BatchWithSkips, check_enough_files, fixed_length_epoch
 from lavit_pl.data.text_corpus import TextCorpusReaderConfig, build_text_pipeline, count_documents
 
 
@@ -46,49 +46,18 @@ class TextCorpusDataConfig:
             raise ValueError(f"TextCorpusDataConfig.val_files must be a list of specs, got the string {self.val_files!r}")
 
 
-class TextCorpusDataModule(pl.LightningDataModule):
+class TextCorpusDataModule(FileListDataModule):
+    train_field, val_field = "train_files", "val_files"
+
     def __init__(self, cfg: TextCorpusDataConfig):
-        super().__init__()
-        self.cfg = cfg
-        self.train_files: list[str] = []
-        self.val_files: list[str] = []
+        super().__init__(cfg)
 
-    def setup(self, stage: str | None = None) -> None:
-        self.train_files = expand_shard_specs(self.cfg.data_root, self.cfg.train_files, "train_files")
-        self.val_files = expand_shard_specs(self.cfg.data_root, self.cfg.val_files, "val_files") if self.cfg.val_files else []
+    def sample_counts(self, files: Sequence[str]) -> dict[str, int | None]:
+        """Non-blank lines of each file (a full read)."""
+        return count_documents(files)
 
-    def _ensure_setup(self) -> None:
-        if not self.train_files:
-            self.setup()
-
-    def default_batches_per_epoch(self) -> int:
-        self._ensure_setup()
-        world_size = node_rank_and_size()[1]
-        documents = sum(count_documents(self.train_files).values())
-        return max(1, documents // (world_size * self.cfg.loader.batch_size))
-
-    def train_dataloader(self) -> DataLoader:
-        self._ensure_setup()
-        loader = self.cfg.loader
-        check_enough_files(len(self.train_files), loader.num_workers, "TextCorpusDataConfig.train_files")
-        pipeline = build_text_pipeline(
-            self.train_files, self.cfg.reader, shuffle=loader.shuffle, seed=loader.seed,
-            shuffle_buffer=loader.shuffle_buffer, batch_size=loader.batch_size, partial=False, repeat=True,
-        )
-        batches = loader.batches_per_epoch or self.default_batches_per_epoch()
-        pipeline = fixed_length_epoch(pipeline, batches, loader.num_workers)
-        return make_dataloader(pipeline, loader.num_workers, loader.pin_memory, train=True)
-
-    def val_dataloader(self) -> DataLoader | list:
-        self._ensure_setup()
-        if not self.val_files:
-            return []
-        loader = self.cfg.loader
-        pipeline = build_text_pipeline(self.val_files, self.cfg.reader, batch_size=loader.eval_batch_size, partial=True)
-        planned = planned_pass_batches(self.val_files, count_documents(self.val_files), loader.eval_batch_size, loader.num_workers)
-        if planned is not None:
-            pipeline = pipeline.with_length(planned, silent=True)
-        return make_dataloader(pipeline, loader.num_workers, loader.pin_memory, train=False)
+    def build_pipeline(self, files: Sequence[str], **options: Any) -> wds.DataPipeline:
+        return build_text_pipeline(files, self.cfg.reader, **options)
 
 
 MIXTURE_SOURCES = ("text", "image_text")
