@@ -25,6 +25,7 @@ DONE_FILE = "DONE.json"
 # stage name -> module defining ``STAGE: Stage`` (imported only when used)
 STAGES: dict[str, str] = {
     "clip": "lavit_pl.modules.clip_module",
+    "tokenizer": "lavit_pl.modules.tokenizer_module",
 }
 
 
