@@ -27,6 +27,7 @@ STAGES: dict[str, str] = {
     "clip": "lavit_pl.modules.clip_module",
     "text_lm": "lavit_pl.modules.text_lm_module",
     "unified": "lavit_pl.modules.unified_lm_module",
+    "tokenizer": "lavit_pl.modules.tokenizer_module",
 }
 
 
