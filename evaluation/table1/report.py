@@ -20,7 +20,7 @@ PROTOCOL_TEXT = {
                              "own caption first, then '{caption} Question: {q} Answer:' after the image"),
 }
 PREFIX_TEXT = {"ours": ("LaVIT-PL (ours)", "our model"),
-               "blind": ("Blind model", "the same LM with seeded noise images in place of the images")}
+               "blind": ("Blind model", "stage 2 trained and evaluated with seeded noise in place of every image (token counts carry no content)")}
 
 
 def describe_row(name: str, report_protocol: str) -> tuple[str, str]:
