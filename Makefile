@@ -31,7 +31,7 @@ $(STAMP): requirements.txt pyproject.toml
 	touch $@
 
 test: setup
-	$(PY) -m pytest -q -p no:cacheprovider tests
+	$(PY) -m pytest -q -p no:cacheprovider --durations=10 tests
 
 test-fast: setup
 	$(PY) -m pytest -q -p no:cacheprovider -m "not slow" tests

@@ -151,7 +151,7 @@ def test_fit_resume_and_export_reload_with_identical_logits(setup):
     assert any(k.startswith("model.token_merger.blocks.0.") for k in keys) and "model.lm.vit_proj.weight" in keys
     assert any(k.startswith("model.lm.llm.model.layers.") for k in keys)
     assert not any("encoder.vit" in k or "quantizer" in k or "token_selector" in k for k in keys)  # frozen side not saved
-    log = (run_dir / "logs" / "metrics.csv").read_text().splitlines()
+    log = (run_dir / "logs" / "version_0" / "metrics.csv").read_text().splitlines()  # the first session
     header = log[0].split(",")
     for name in ("train/loss_text", "train/loss_image_to_text", "train/loss_text_to_image_visual",
                  "train/tokens_per_s", "data/skipped_samples", "val/loss_image_to_text", "val/loss_text_to_image_visual",
