@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -37,6 +38,28 @@ class ClipOptimConfig:
 
 
 @dataclass
+class CaptionAugmentConfig:
+    """Colour words dropped from a share of training captions. Within a batch, the colour
+    combination alone almost always identifies the matching caption, so a contrastive model need
+    not learn shape kinds at all (measured: zero-shot kind accuracy stayed at chance while colour
+    reached 100%). Captions without colours make kinds necessary."""
+
+    color_dropout: float = field(default=0.5, metadata={"help": "probability a caption loses its colour words"})
+    colors: list[str] = field(default_factory=list, metadata={"help": "colour words; empty: zero_shot.colors"})
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.color_dropout <= 1.0:
+            raise ValueError(f"augment.color_dropout must be in [0, 1], got {self.color_dropout}")
+
+
+def drop_color_words(caption: str, colors: list[str]) -> str:
+    """'A large purple circle and a green square.' -> 'A large circle and a square.'"""
+    pattern = r"\b(?:" + "|".join(re.escape(c) for c in colors) + r")\b ?"
+    out = re.sub(pattern, "", caption, flags=re.IGNORECASE)
+    return re.sub(r"\s{2,}", " ", out).strip()
+
+
+@dataclass
 class ZeroShotConfig:
     kinds: list[str] = field(default_factory=list, metadata={"help": "shape kinds named in training text; empty: world.json's known_kinds"})
     colors: list[str] = field(default_factory=list, metadata={"help": "colours; empty: world.json's colors"})
@@ -50,6 +73,7 @@ class ClipRunConfig(RunConfig):
     optim: ClipOptimConfig = field(default_factory=ClipOptimConfig)
     data: ImageTextDataConfig = field(default_factory=ImageTextDataConfig)
     zero_shot: ZeroShotConfig = field(default_factory=ZeroShotConfig)
+    augment: CaptionAugmentConfig = field(default_factory=CaptionAugmentConfig)
 
 
 def cosine_with_warmup(step: int, warmup: int, total: int) -> float:
@@ -66,9 +90,18 @@ class ClipModule(L.LightningModule):
         self.tokenizer = ClipTextTokenizer(cfg.model.context_length)
         self.model = build_clip(cfg.model)
         self._zs: dict[str, list[int]] = {"kind_hit": [], "color_hit": []}
+        self._aug_rng = torch.Generator().manual_seed(cfg.seed)
+
+    def _augment(self, captions: list[str]) -> list[str]:
+        aug = self.cfg.augment
+        colors = aug.colors or self.cfg.zero_shot.colors
+        if aug.color_dropout == 0.0 or not colors:
+            return captions
+        drop = torch.rand(len(captions), generator=self._aug_rng) < aug.color_dropout
+        return [drop_color_words(c, colors) if d else c for c, d in zip(captions, drop.tolist())]
 
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
-        text = self.tokenizer(batch["caption"]).to(self.device)
+        text = self.tokenizer(self._augment(batch["caption"])).to(self.device)
         img = F.normalize(self.model.encode_image(batch["image"]), dim=-1)  # (B, E)
         txt = F.normalize(self.model.encode_text(text), dim=-1)  # (B, E)
         loss = contrastive_loss(img, txt, self.model.logit_scale.exp().clamp(max=100))
