@@ -177,8 +177,12 @@ class TokenizerModule(L.LightningModule):
         lc = self.cfg.loss
         parts = tokenizer_loss(out.target, out.reconstruction, out.keep_mask, lc.rho, lc.ratio_weight, lc.ratio_per_image)
         total = parts.total
+        prob = out.keep_prob.detach()
+        # argmax_keep_ratio: what eval-mode (deterministic) selection would keep; it meets keep_ratio
+        # only once the selector's probabilities have polarised
         logs = {"loss": total, "rec_loss": parts.reconstruction, "rec_cosine": 1.0 - parts.reconstruction,
-                "ratio_loss": parts.ratio, "keep_ratio": parts.keep_ratio}
+                "ratio_loss": parts.ratio, "keep_ratio": parts.keep_ratio, "argmax_keep_ratio": (prob > 0.5).float().mean(),
+                "keep_prob_std": prob.std(dim=1).mean() if prob.shape[1] > 1 else prob.new_zeros(())}
         if out.quantizer is not None:
             total = total + out.quantizer.commitment_loss
             logs.update(loss=total, commitment=out.quantizer.commitment_loss, usage=out.quantizer.usage,
