@@ -83,10 +83,10 @@ def tiny_eva_encoder_config(**overrides) -> VisionEncoderConfig:
 
 def tiny_clip_encoder_config(**overrides) -> VisionEncoderConfig:
     """The stage-0 tiny CLIP image tower (open_clip ``CLIP``, OpenAI key layout, GELU, pre-LN):
-    64 px, patch 8 (N = 64), D = 128, 4 blocks of 4 heads, MLP 512."""
+    64 px, patch 8 (N = 64), D = 64, 4 blocks of 4 heads, MLP 256 (experiments/stage0/clip_tiny.yaml)."""
     base = dict(
-        timm_name="vit_base_patch16_clip_224", image_size=64, patch_size=8, width=128, depth=4, num_heads=4,
-        mlp_dim=512, weights_format="openai_clip",
+        timm_name="vit_base_patch16_clip_224", image_size=64, patch_size=8, width=64, depth=4, num_heads=4,
+        mlp_dim=256, weights_format="openai_clip",
     )
     return VisionEncoderConfig(**{**base, **overrides})
 
