@@ -19,14 +19,14 @@ from open_clip.tokenizer import SimpleTokenizer
 class TinyClipConfig:
     image_size: int = 64
     patch_size: int = 8
-    vision_width: int = 128
+    vision_width: int = 64
     vision_layers: int = 4
-    vision_head_width: int = 32
-    text_width: int = 128
-    text_layers: int = 3
+    vision_head_width: int = 16
+    text_width: int = 64
+    text_layers: int = 2
     text_heads: int = 4
     context_length: int = 40
-    embed_dim: int = 128
+    embed_dim: int = 64
 
     def __post_init__(self) -> None:
         if self.image_size % self.patch_size:

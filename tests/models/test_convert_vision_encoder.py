@@ -89,7 +89,7 @@ def tiny_open_clip() -> CLIP:
     torch.manual_seed(2)
     return CLIP(
         embed_dim=32,
-        vision_cfg=CLIPVisionCfg(image_size=64, layers=4, width=128, head_width=32, patch_size=8),
+        vision_cfg=CLIPVisionCfg(image_size=64, layers=4, width=64, head_width=16, patch_size=8),
         text_cfg=CLIPTextCfg(context_length=16, vocab_size=100, width=32, heads=2, layers=1),
     ).eval()
 

@@ -38,6 +38,9 @@ def test_features_are_the_last_block_output_without_final_norm(make_cfg):
     enc = make_encoder(make_cfg())
     pixels = torch.randn(2, 3, 64, 64, generator=torch.Generator().manual_seed(1))
     with torch.no_grad():
+        # A non-identity final norm, so that applying it or not is visible whatever the width.
+        enc.vit.norm.weight.fill_(3.0)
+        enc.vit.norm.bias.fill_(1.0)
         ours = enc.features(pixels)
         expected = manual_features(enc.vit, pixels, enc.cfg.depth - 1)
         normed = enc.vit.forward_features(pixels)[:, enc.vit.num_prefix_tokens :]
