@@ -219,7 +219,7 @@ def test_subsets_and_the_blind_row(world):
     table = json.loads((world["out"] / "reports/table1.json").read_text())
     blind = next(r for r in table["rows"] if r["name"] == "blind")
     assert blind["cells"]["vqav2"]["value"] == metrics["vqav2"]["vqa_accuracy"]
-    assert blind["cells"]["gqa"]["value"] is None and "seeded noise images" in blind["description"]
+    assert blind["cells"]["gqa"]["value"] is None and "seeded noise in place of every image" in blind["description"]
 
 
 def test_missing_inputs_are_named(world, tmp_path, capsys):
