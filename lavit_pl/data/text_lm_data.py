@@ -133,7 +133,7 @@ def text_vocab(tokenizer) -> UnifiedVocab:
     """The ids :func:`text_examples` needs (BOS, EOS) for a text-only tokenizer.
 
     Stage 0 has no visual codes; the vocabulary object is only read for ``bos_id``/``eos_id``,
-    and its single placeholder code is never produced.
+    and its one code slot is never produced.
     """
     return UnifiedVocab(text_size=len(tokenizer), codebook_size=1,
                         bos_id=tokenizer.bos_token_id, eos_id=tokenizer.eos_token_id)
