@@ -80,24 +80,11 @@ def prepare_split(name: str, paths: Table1Paths, max_examples: int | None, subse
         ann, images = paths.resolve("nocaps_annotations"), paths.resolve("nocaps_images")
         every = read_nocaps(ann)
         chosen = [r for d in nocaps_domains for r in _first(read_nocaps(ann, [d]), max_examples)]
-        records = [{"image": str(images / r.image_file), "id": r.image_id} for r in chosen]
-        files = {"annotations": ann}
-        subset = len(chosen) < len(every)
-        if subset:
-            files["annotations"] = write_subset("coco", ann, out / ann.name, [r.image_id for r in chosen])
-        _check_files(name, records)
-        return PreparedSplit(name, "caption", records, files, len(every), subset)
+        return _caption_split(name, "coco", ann, images, out, every, chosen)
     if name == "flickr30k":
         ann, images = paths.resolve("flickr30k_annotations"), paths.resolve("flickr30k_images")
         every = read_karpathy(ann, "test")
-        chosen = _first(every, max_examples)
-        records = [{"image": str(images / r.image_file), "id": r.image_id} for r in chosen]
-        files = {"annotations": ann}
-        subset = len(chosen) < len(every)
-        if subset:
-            files["annotations"] = write_subset("karpathy", ann, out / ann.name, [r.image_id for r in chosen])
-        _check_files(name, records)
-        return PreparedSplit(name, "caption", records, files, len(every), subset)
+        return _caption_split(name, "karpathy", ann, images, out, every, _first(every, max_examples))
     if name in ("vqav2", "okvqa"):
         qs, ann, images = (paths.resolve(f"{name}_{k}") for k in ("questions", "annotations", "images"))
         every = read_vqa(qs, ann)
@@ -138,6 +125,19 @@ def prepare_split(name: str, paths: Table1Paths, max_examples: int | None, subse
         files["annotations"] = write_subset("vizwiz", ann, out / ann.name, [r.image for r in chosen])
     _check_files(name, records)
     return PreparedSplit(name, "vizwiz", records, files, len(every), subset)
+
+
+def _caption_split(name: str, layout: str, ann: Path, images: Path, out: Path, every: list,
+                   chosen: list) -> PreparedSplit:
+    """A captioning split: ``chosen`` of ``every`` image records; a subset's annotations are
+    written in the benchmark's own ``layout`` so the official scorer reads them unchanged."""
+    records = [{"image": str(images / r.image_file), "id": r.image_id} for r in chosen]
+    files = {"annotations": ann}
+    subset = len(chosen) < len(every)
+    if subset:
+        files["annotations"] = write_subset(layout, ann, out / ann.name, [r.image_id for r in chosen])
+    _check_files(name, records)
+    return PreparedSplit(name, "caption", records, files, len(every), subset)
 
 
 def _check_files(name: str, records: list[dict[str, Any]]) -> None:
