@@ -7,7 +7,7 @@ exactly the format the real-checkpoint loaders read.
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -86,7 +86,3 @@ def contrastive_loss(image_emb: torch.Tensor, text_emb: torch.Tensor, logit_scal
     logits = logit_scale * image_emb @ text_emb.t()  # (B, B)
     target = torch.arange(logits.shape[0], device=logits.device)
     return 0.5 * (F.cross_entropy(logits, target) + F.cross_entropy(logits.t(), target))
-
-
-def config_dict(cfg: TinyClipConfig) -> dict:
-    return asdict(cfg)
