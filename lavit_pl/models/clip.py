@@ -27,8 +27,11 @@ class TinyClipConfig:
     text_heads: int = 4
     context_length: int = 40
     embed_dim: int = 64
+    pool_type: str = "tok"  # open_clip vision pooling: "tok" (class token, OpenAI CLIP) or "avg" (mean of patch tokens)
 
     def __post_init__(self) -> None:
+        if self.pool_type not in ("tok", "avg"):
+            raise ValueError(f"clip.pool_type must be 'tok' or 'avg', got '{self.pool_type}'")
         if self.image_size % self.patch_size:
             raise ValueError(f"clip.image_size ({self.image_size}) must be a multiple of clip.patch_size ({self.patch_size})")
         if self.vision_width % self.vision_head_width:
@@ -50,6 +53,7 @@ class TinyClipConfig:
                 "width": self.vision_width,
                 "head_width": self.vision_head_width,
                 "patch_size": self.patch_size,
+                "pool_type": self.pool_type,
             },
             "text_cfg": {
                 "context_length": self.context_length,
@@ -81,8 +85,16 @@ class ClipTextTokenizer:
         return self._tok(texts)
 
 
-def contrastive_loss(image_emb: torch.Tensor, text_emb: torch.Tensor, logit_scale: torch.Tensor) -> torch.Tensor:
-    """Symmetric InfoNCE over a batch. image_emb, text_emb: (B, E), l2-normalised."""
+def contrastive_loss(
+    image_emb: torch.Tensor, text_emb: torch.Tensor, logit_scale: torch.Tensor, negative_text_emb: torch.Tensor | None = None
+) -> torch.Tensor:
+    """Symmetric InfoNCE over a batch. image_emb, text_emb: (B, E), l2-normalised; row i of each is a pair.
+
+    ``negative_text_emb`` (B', E), l2-normalised: extra captions that match no image (hard negatives,
+    NegCLIP-style). They join the candidates of the image-to-text term only."""
     logits = logit_scale * image_emb @ text_emb.t()  # (B, B)
     target = torch.arange(logits.shape[0], device=logits.device)
-    return 0.5 * (F.cross_entropy(logits, target) + F.cross_entropy(logits.t(), target))
+    i2t = logits
+    if negative_text_emb is not None:
+        i2t = torch.cat([logits, logit_scale * image_emb @ negative_text_emb.t()], dim=1)  # (B, B + B')
+    return 0.5 * (F.cross_entropy(i2t, target) + F.cross_entropy(logits.t(), target))

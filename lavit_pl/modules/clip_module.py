@@ -19,6 +19,7 @@ import torch
 import torch.nn.functional as F
 
 from lavit_pl.data.image_datamodules import ImageTextDataConfig, ImageTextDataModule
+from lavit_pl.data.shapes.scene import plural
 from lavit_pl.models.clip import ClipTextTokenizer, TinyClipConfig, build_clip, contrastive_loss
 from lavit_pl.modules.stage import RunConfig, Stage
 from lavit_pl.utils.atomic import atomic_torch_save, atomic_write_json
@@ -46,6 +47,8 @@ class CaptionAugmentConfig:
 
     color_dropout: float = field(default=0.5, metadata={"help": "probability a caption loses its colour words"})
     colors: list[str] = field(default_factory=list, metadata={"help": "colour words; empty: zero_shot.colors"})
+    kind_negatives: bool = field(default=False, metadata={
+        "help": "add, per caption, a hard negative whose shape kinds are swapped for other kinds (NegCLIP-style)"})
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.color_dropout <= 1.0:
@@ -57,6 +60,22 @@ def drop_color_words(caption: str, colors: list[str]) -> str:
     pattern = r"\b(?:" + "|".join(re.escape(c) for c in colors) + r")\b ?"
     out = re.sub(pattern, "", caption, flags=re.IGNORECASE)
     return re.sub(r"\s{2,}", " ", out).strip()
+
+
+def swap_kind_words(caption: str, kinds: list[str], generator: torch.Generator) -> str | None:
+    """Every kind word (singular or plural) replaced by a different kind drawn at random, plural kept:
+    'Two red circles and a square.' -> 'Two red hexagons and a cross.' None if no kind is named."""
+    forms = {plural(k): (k, True) for k in kinds} | {k: (k, False) for k in kinds}
+    pattern = re.compile(r"\b(" + "|".join(re.escape(f) for f in sorted(forms, key=len, reverse=True)) + r")\b", re.IGNORECASE)
+
+    def replace(match: re.Match) -> str:
+        kind, is_plural = forms[match.group(1).lower()]
+        others = [k for k in kinds if k != kind]
+        new = others[int(torch.randint(len(others), (1,), generator=generator))]
+        return plural(new) if is_plural else new
+
+    swapped, n = pattern.subn(replace, caption)
+    return swapped if n else None
 
 
 @dataclass
@@ -100,11 +119,19 @@ class ClipModule(L.LightningModule):
         drop = torch.rand(len(captions), generator=self._aug_rng) < aug.color_dropout
         return [drop_color_words(c, colors) if d else c for c, d in zip(captions, drop.tolist())]
 
+    def _kind_negatives(self, captions: list[str]) -> list[str]:
+        kinds = self.cfg.zero_shot.kinds
+        swapped = (swap_kind_words(c, kinds, self._aug_rng) for c in captions)
+        return [s for s in swapped if s is not None]
+
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
-        text = self.tokenizer(self._augment(batch["caption"])).to(self.device)
+        captions = self._augment(batch["caption"])
+        negatives = self._kind_negatives(captions) if self.cfg.augment.kind_negatives else []
+        text = self.tokenizer(captions + negatives).to(self.device)
         img = F.normalize(self.model.encode_image(batch["image"]), dim=-1)  # (B, E)
-        txt = F.normalize(self.model.encode_text(text), dim=-1)  # (B, E)
-        loss = contrastive_loss(img, txt, self.model.logit_scale.exp().clamp(max=100))
+        txt = F.normalize(self.model.encode_text(text), dim=-1)  # (B + B', E)
+        b = img.shape[0]
+        loss = contrastive_loss(img, txt[:b], self.model.logit_scale.exp().clamp(max=100), txt[b:] if negatives else None)
         self.log("train/loss", loss, prog_bar=True, batch_size=img.shape[0])
         return loss
 

@@ -84,18 +84,19 @@ def test_open_clip_timm_trunk(tmp_path):
         torch.testing.assert_close(enc.features(PIXELS), eva_reference(src), rtol=0, atol=0)
 
 
-def tiny_open_clip() -> CLIP:
+def tiny_open_clip(pool_type: str = "tok") -> CLIP:
     """The stage-0 layout: an open_clip CLIP whose state dict uses OpenAI's key names."""
     torch.manual_seed(2)
     return CLIP(
         embed_dim=32,
-        vision_cfg=CLIPVisionCfg(image_size=64, layers=4, width=64, head_width=16, patch_size=8),
+        vision_cfg=CLIPVisionCfg(image_size=64, layers=4, width=64, head_width=16, patch_size=8, pool_type=pool_type),
         text_cfg=CLIPTextCfg(context_length=16, vocab_size=100, width=32, heads=2, layers=1),
     ).eval()
 
 
-def test_openai_clip_layout_matches_open_clip_forward(tmp_path):
-    clip = tiny_open_clip()
+@pytest.mark.parametrize("pool_type", ["tok", "avg"])  # stage 0 may pool by class token or patch mean: same keys
+def test_openai_clip_layout_matches_open_clip_forward(tmp_path, pool_type):
+    clip = tiny_open_clip(pool_type)
     for p in clip.visual.parameters():  # perturb zero-initialised biases/LN so every term is tested
         p.data.add_(0.05 * torch.randn_like(p))
     path = tmp_path / "openai_clip_tiny.bin"

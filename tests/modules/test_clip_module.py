@@ -8,7 +8,7 @@ import torch
 
 from lavit_pl.cli import main
 from lavit_pl.models.clip import contrastive_loss
-from lavit_pl.modules.clip_module import drop_color_words
+from lavit_pl.modules.clip_module import drop_color_words, swap_kind_words
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -43,3 +43,25 @@ def test_micro_fit_exports_open_clip_layout(tmp_path):
     assert abs(metrics["val/zero_shot_color_chance"] - 1 / 8) < 1e-6
     assert abs(metrics["val/zero_shot_kind_chance"] - 1 / 6) < 1e-6
     assert json.loads((run / "DONE.json").read_text())["global_step"] == 3
+
+
+def test_swap_kind_words_changes_every_kind_and_keeps_number():
+    kinds = ["circle", "square", "cross", "hexagon"]
+    gen = torch.Generator().manual_seed(0)
+    for _ in range(20):
+        out = swap_kind_words("Two red circles and a cross on a white background.", kinds, gen)
+        words = out.rstrip(".").split(" ")
+        assert words[0] == "Two" and words[1] == "red" and words[3:] == ["and", "a", words[5], "on", "a", "white", "background"]
+        assert words[2] in {"squares", "crosses", "hexagons"}  # plural kept, never the original kind
+        assert words[5] in {"circle", "square", "hexagon"}
+    assert swap_kind_words("A red shape.", kinds, gen) is None  # nothing to swap: no negative
+
+
+def test_contrastive_loss_with_hard_negatives_hand_computed():
+    # One pair (cosine 1) and one negative caption at cosine 0, logit scale 1:
+    # image->text = -log(e / (e + 1)); text->image = -log(e / e) = 0 (one image only).
+    img = torch.tensor([[1.0, 0.0]])
+    neg = torch.tensor([[0.0, 1.0]])
+    loss = contrastive_loss(img, img.clone(), torch.tensor(1.0), neg)
+    e = torch.exp(torch.tensor(1.0))
+    torch.testing.assert_close(loss, 0.5 * -torch.log(e / (e + 1.0)))
