@@ -7,6 +7,7 @@ from lavit_pl.data.stage2_cache import Stage2CacheConfig
 from lavit_pl.data.stage2_documents import SequenceConfig
 from lavit_pl.data.text_datamodules import MixtureDataConfig
 from lavit_pl.models.llm import UnifiedLMConfig
+from lavit_pl.models.tokenizer.selector import DETERMINISTIC_INFERENCE
 from lavit_pl.models.tokenizer.tokenizer import DynamicVisualTokenizerConfig
 from lavit_pl.modules.stage import RunConfig
 
@@ -31,9 +32,10 @@ class Stage2VisualConfig:
     def __post_init__(self) -> None:
         if self.input not in VISUAL_INPUTS:
             raise ValueError(f"visual.input must be one of {VISUAL_INPUTS}, got {self.input!r}")
-        if self.tokenizer.selector.inference != "argmax":
-            raise ValueError("visual.tokenizer.selector.inference must be 'argmax' in stage 2: code targets and "
-                             "keep masks must be deterministic (and cacheable)")
+        if self.tokenizer.selector.inference not in DETERMINISTIC_INFERENCE:
+            raise ValueError(f"visual.tokenizer.selector.inference must be one of {DETERMINISTIC_INFERENCE} in stage 2 "
+                             f"(got {self.tokenizer.selector.inference!r}): code targets and keep masks must be "
+                             "deterministic (and cacheable)")
 
 
 @dataclass

@@ -11,7 +11,7 @@ from stage2_fixtures import REPO, micro_config
 def test_config_checks_name_the_keys():
     with pytest.raises(ConfigError, match="lm.codebook_size=65 must equal visual.tokenizer.quantizer.codebook_size=64"):
         micro_config("lm.codebook_size=65")
-    with pytest.raises(ConfigError, match="selector.inference must be 'argmax'"):
+    with pytest.raises(ConfigError, match="selector.inference must be one of \('argmax', 'expected_topk'\) in stage 2"):
         micro_config("visual.tokenizer.selector.inference=gumbel")
     with pytest.raises(ConfigError, match="reader.image_size=64 must equal"):
         micro_config("data.image_text.reader.image_size=64")

@@ -7,8 +7,12 @@ Linear(D/4, 2) -> log-softmax. Index 0 = keep.
 
 Training: Gumbel-softmax with temperature tau, hard straight-through sample (forward values exactly
 0/1, gradient of the soft sample). Inference: deterministic argmax (default) or the release's Gumbel
-sample (``inference = "gumbel"``). Our rule: every image keeps at least one token (the most probable
-one is forced on when the sample keeps none).
+sample (``inference = "gumbel"``), or ``"expected_topk"`` (ours): each image keeps its
+round(sum_i p_i) most probable patches, i.e. as many tokens as a Gumbel sample keeps on average, chosen
+deterministically. When the selector is confident (p in {0, 1}) it equals argmax; when it is not (keep
+probabilities spread around rho, as a briefly trained selector leaves them) argmax keeps almost nothing
+while expected_topk still keeps the expected count, ranked by the selector. Our rule: every image keeps
+at least one token (the most probable one is forced on when the sample keeps none).
 """
 from __future__ import annotations
 
@@ -21,14 +25,15 @@ from torch import Tensor, nn
 from lavit_pl.models.tokenizer.common import init_weights
 
 KEEP = 0  # index of "keep" in the selector's two-way distribution (release convention)
-INFERENCE_MODES = ("argmax", "gumbel")
+INFERENCE_MODES = ("argmax", "gumbel", "expected_topk")
+DETERMINISTIC_INFERENCE = ("argmax", "expected_topk")
 
 
 @dataclass
 class TokenSelectorConfig:
     width: int = 1408  # D
     tau: float = 1.0  # Gumbel-softmax temperature
-    inference: str = "argmax"  # "gumbel": sample at inference like the release
+    inference: str = "argmax"  # "gumbel": sample like the release; "expected_topk": round(sum p) most probable
     norm_eps: float = 1e-5
 
     def __post_init__(self) -> None:
@@ -83,7 +88,10 @@ class TokenSelector(nn.Module):
         else:
             soft = log_probs.exp()
         soft_keep = soft[..., KEEP]
-        hard = soft.argmax(dim=-1) == KEEP  # (B, N) bool
+        if not sample and self.cfg.inference == "expected_topk":
+            hard = expected_topk_mask(soft_keep)
+        else:
+            hard = soft.argmax(dim=-1) == KEEP  # (B, N) bool
         # At least one token per image: force the most probable one on where the sample kept none.
         none_kept = ~hard.any(dim=1, keepdim=True)  # (B, 1)
         best = F.one_hot(soft_keep.argmax(dim=1), hard.shape[1]).bool()  # (B, N)
@@ -92,3 +100,13 @@ class TokenSelector(nn.Module):
         # would round); the gradient is that of the soft sample.
         keep_mask = hard.to(soft.dtype) + (soft_keep - soft_keep.detach())
         return SelectorOutput(keep_mask=keep_mask, keep_prob=log_probs[..., KEEP].exp(), log_probs=log_probs)
+
+
+def expected_topk_mask(keep_prob: Tensor) -> Tensor:
+    """keep_prob: (B, N) -> (B, N) bool keeping, per image, the round(sum_i p_i) patches of highest
+    probability (ties: lower index first), at least one."""
+    n = keep_prob.shape[1]
+    k = keep_prob.sum(dim=1).round().clamp(1, n).long()  # (B,)
+    order = torch.sort(keep_prob, dim=1, descending=True, stable=True).indices  # (B, N)
+    rank = torch.empty_like(order).scatter_(1, order, torch.arange(n, device=order.device).expand_as(order))
+    return rank < k[:, None]

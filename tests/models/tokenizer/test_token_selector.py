@@ -5,7 +5,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from lavit_pl.models.tokenizer.selector import TokenSelector, TokenSelectorConfig
+from lavit_pl.models.tokenizer.selector import TokenSelector, TokenSelectorConfig, expected_topk_mask
 
 B, N, D = 4, 10, 16
 
@@ -71,6 +71,26 @@ def test_release_style_gumbel_sampling_at_inference():
     torch.manual_seed(0)
     masks = [sel(x).keep_mask for _ in range(3)]
     assert not all(torch.equal(masks[0], m) for m in masks[1:])
+
+
+def test_expected_topk_keeps_round_sum_p_most_probable_patches():
+    p = torch.tensor([[0.30, 0.35, 0.32, 0.34, 0.33, 0.31],   # sum 1.95 -> 2: indices 1 and 3
+                      [0.90, 0.10, 0.95, 0.05, 0.80, 0.05],   # sum 2.85 -> 3: indices 2, 0, 4
+                      [0.05, 0.05, 0.05, 0.05, 0.05, 0.05],   # sum 0.30 -> 0, at least 1: the tie goes to index 0
+                      [0.50, 0.50, 0.50, 0.50, 0.50, 0.50]])  # sum 3 -> ties: lowest indices 0, 1, 2
+    expected = torch.tensor([[0, 1, 0, 1, 0, 0], [1, 0, 1, 0, 1, 0], [1, 0, 0, 0, 0, 0], [1, 1, 1, 0, 0, 0]], dtype=torch.bool)
+    assert torch.equal(expected_topk_mask(p), expected)
+
+
+def test_expected_topk_equals_argmax_for_a_confident_selector_and_is_deterministic():
+    sel = make_selector(inference="expected_topk").eval()
+    x = features()
+    a, b = sel(x), sel(x)
+    torch.testing.assert_close(a.keep_mask, b.keep_mask, rtol=0, atol=0)
+    counts = a.keep_mask.sum(dim=1)
+    torch.testing.assert_close(counts, a.keep_prob.sum(dim=1).round().clamp(min=1))
+    confident = (a.keep_prob > 0.5).float()  # the same selection, made certain
+    torch.testing.assert_close(expected_topk_mask(confident).float(), confident.clamp_min(0) + (confident.sum(1, keepdim=True) == 0) * F.one_hot(torch.zeros(B, dtype=torch.long), N))
 
 
 @pytest.mark.parametrize("training", [True, False])
