@@ -15,7 +15,7 @@ help:
 	@echo "make test         setup, then the whole test suite (micro-preset pipeline included)"
 	@echo "make test-fast    setup, then the tests not marked slow"
 	@echo "make world        write the tiny Shapes world to data/shapes/tiny/"
-	@echo "make reproduce-table1   setup + world + stage 0 + stage 1 + stage 2 + blind + eval + report (tiny world)"
+	@echo "make reproduce-table1   setup + world + stage 0 + stage 1 + stage 2 + blind + retrieval + eval + report (tiny world)"
 
 setup: $(STAMP)
 

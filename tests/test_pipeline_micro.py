@@ -1,7 +1,8 @@
 """`make test`'s end-to-end check: the whole Table 1 pipeline on the micro world, in a fresh folder.
 
 Every stage runs for real (world -> stage-0 CLIP and LLaMA -> stage-1 tokenizer -> stage-2 unified
-LM and its blind twin -> evaluation -> report) at minute size; no metric targets at this size.
+LM and its blind twin -> the blind and retrieval rows -> evaluation -> report) at minute size; no
+metric targets at this size.
 """
 from __future__ import annotations
 
@@ -30,6 +31,13 @@ def test_micro_pipeline_end_to_end(tmp_path, monkeypatch):
     assert "vqav2" in blind
     preds = tmp_path / "runs/micro/eval_table1/predictions/release/vqav2.json"
     assert len(read_results(preds, "vqa")) > 0
+    # the retrieval row (stage-0 CLIP, no LaVIT model) is filled in the main report from its own run
+    retrieval = json.loads((tmp_path / "runs/micro/eval_table1_retrieval/metrics/retrieval.json").read_text())
+    table = json.loads((tmp_path / "runs/micro/eval_table1/reports/table1.json").read_text())
+    row = next(r for r in table["rows"] if r["name"] == "retrieval")
+    assert row["cells"]["vqav2"]["value"] == retrieval["vqav2"]["vqa_accuracy"]
+    assert row["cells"]["nocaps"]["value"] == pytest.approx(100 * retrieval["nocaps"]["cider"])
+    print("micro retrieval row:", json.dumps(retrieval))
 
     # Re-running does nothing: every step is already done.
     assert main(argv) == 0

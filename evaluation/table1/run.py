@@ -5,6 +5,7 @@ Output folder::
 
     <out>/predictions/<protocol>/<split>.json        official results file (+ .trace.json, .meta.json)
     <out>/predictions/<baseline>/<split>.json        prior / constant_caption (+ .summary.json, .meta.json)
+    <out>/predictions/retrieval/<split>.json         the retrieval row (retrieval.py; + .summary, .prior, .meta)
     <out>/benchmark/<split>/...                      official-layout subsets when not every example is used
     <out>/scores/<group>/<split>.json                the scorer's full output (as the standalone CLI prints it)
     <out>/metrics/<row>.json                         {split: {metric: value}} per report row
@@ -34,7 +35,9 @@ def row_name(prefix: str, protocol: str, report_protocol: str) -> str:
     return prefix if protocol == report_protocol else f"{prefix}_{protocol}"
 
 
-def _score(split: PreparedSplit, results: Path, out_dir: Path, group: str) -> dict[str, Any]:
+def score_split(split: PreparedSplit, results: Path, out_dir: Path, group: str) -> dict[str, Any]:
+    """Score ``results`` with the standalone scorer's code; keep its full output under
+    ``<out>/scores/<group>/<split>.json`` and return the report numbers (:func:`headline`)."""
     scores = score_results(split, results)
     atomic_write_json(out_dir / "scores" / group / f"{split.name}.json", scores)
     return headline(split, scores)
@@ -70,7 +73,7 @@ def run_model_rows(run: ModelRun, splits: list[PreparedSplit], generate: Generat
             meta = task_meta(task, split, run.model_id)
             if predict_split(task, split, generate, run.batch_size, files, meta, run.progress):
                 generated.append(task.key)
-            entry = _score(split, files.predictions, out_dir, protocol)
+            entry = score_split(split, files.predictions, out_dir, protocol)
             rows.setdefault(row_name(run.row_prefix, protocol, run.report_protocol), {})[split.name] = entry
             if protocol == run.report_protocol and release_view(entry):
                 rows.setdefault(f"{run.row_prefix}_{RELEASE_POSTPROCESSED}", {})[split.name] = release_view(entry)
@@ -93,7 +96,7 @@ def run_baseline_rows(splits: list[PreparedSplit], paths: Table1Paths, settings:
             atomic_write_json(summary, write_baseline(split, paths, settings, files.predictions))
 
         ensure_results(files, split, meta, produce)
-        rows.setdefault(name, {})[split.name] = _score(split, files.predictions, out_dir, name)
+        rows.setdefault(name, {})[split.name] = score_split(split, files.predictions, out_dir, name)
     return rows
 
 

@@ -3,6 +3,8 @@
 For every split and protocol: official-format predictions (resumable: a complete split is not
 regenerated), scores from the standalone scorers' code, the model-free baselines on the same
 examples, ``<output_dir>/metrics/<row>.json`` and ``<output_dir>/reports/table1.{json,md}``.
+With ``retrieval.enabled`` the run makes the ``retrieval`` row instead of a model's rows (the
+stage-0 CLIP's nearest training caption / answer: ``evaluation/table1/retrieval.py``).
 Folder layout: ``evaluation/table1/run.py``; model folder layout: ``docs/eval_model_folder.md``.
 """
 from __future__ import annotations
@@ -21,10 +23,12 @@ from evaluation.protocols import all_tasks
 from evaluation.table1.baselines import BaselineSettings
 from evaluation.table1.paths import Table1Paths
 from evaluation.table1.report import table1_report
+from evaluation.table1.retrieval import RetrievalSettings, run_retrieval_rows
 from evaluation.table1.run import ModelRun, run_baseline_rows, run_model_rows, write_row_metrics
 from evaluation.table1.splits import SPLITS, prepare_split
 from lavit_pl.config import to_yaml
 from lavit_pl.utils.atomic import atomic_write_text
+from lavit_pl.utils.clip_export import ClipExportError
 
 DESCRIPTION = (
     "Zero-shot Table 1: caption / VQA predictions of a LaVIT evaluation folder in the official results "
@@ -79,6 +83,7 @@ class EvalConfig:
     progress: bool = True
     model: EvalModelConfig = field(default_factory=EvalModelConfig)
     baselines: BaselineSettings = field(default_factory=BaselineSettings)
+    retrieval: RetrievalSettings = field(default_factory=RetrievalSettings)
     report: ReportConfig = field(default_factory=ReportConfig)
 
     def __post_init__(self) -> None:
@@ -163,7 +168,7 @@ class LazyModelGenerator:
 def run(cfg: EvalConfig) -> int:
     try:
         return _run(cfg)
-    except (FileNotFoundError, BenchmarkFileError) as err:  # bad data root, model path or benchmark file
+    except (FileNotFoundError, BenchmarkFileError, ClipExportError) as err:  # bad data root, model, benchmark file
         print(f"[eval] error: {err}", file=sys.stderr)
         return 2
 
@@ -174,10 +179,13 @@ def _run(cfg: EvalConfig) -> int:
     atomic_write_text(out / "config.yaml", to_yaml(cfg))
     splits = [prepare_split(name, cfg.data, cfg.max_for(name), out / "benchmark", cfg.nocaps_domains)
               for name in cfg.splits]
-    prefix = "blind" if cfg.model.blind else "ours"
-    model_run = ModelRun(list(cfg.protocols), cfg.report_protocol, prefix, model_id(cfg.model), cfg.batch_size,
-                         cfg.progress)
-    rows, generated = run_model_rows(model_run, splits, LazyModelGenerator(cfg.model, cfg.batch_size), out)
+    if cfg.retrieval.enabled:  # the retrieval baseline's row; model.path is not read
+        rows, generated = run_retrieval_rows(splits, cfg.data, cfg.retrieval, cfg.baselines, out)
+    else:
+        prefix = "blind" if cfg.model.blind else "ours"
+        model_run = ModelRun(list(cfg.protocols), cfg.report_protocol, prefix, model_id(cfg.model), cfg.batch_size,
+                             cfg.progress)
+        rows, generated = run_model_rows(model_run, splits, LazyModelGenerator(cfg.model, cfg.batch_size), out)
     notes = {}
     if cfg.baselines.enabled:
         rows.update(run_baseline_rows(splits, cfg.data, cfg.baselines, out))
