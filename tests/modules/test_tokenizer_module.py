@@ -110,7 +110,8 @@ def test_fit_exports_release_layout_that_reloads_with_identical_codes(micro, fit
     assert metrics["images"] == images == 160
     assert metrics["tokens"] == kept
     assert metrics["keep_ratio"] == pytest.approx(kept / (images * cfg.model.encoder.num_patches))
-    assert metrics["ratio_penalty"] == "per_image" and metrics["schedule"] == "joint"
+    assert not cfg.loss.ratio_per_image  # micro inherits the tiny recipe's batch-mean penalty
+    assert metrics["ratio_penalty"] == "batch_mean" and metrics["schedule"] == "joint"
     for key in ("spearman_complexity_tokens", "codebook_usage", "perplexity", "rec_cosine", "tokens_p50"):
         assert key in metrics
     assert 0 < metrics["codebook_usage"] <= 1 and 1 <= metrics["perplexity"] <= cfg.model.quantizer.codebook_size
