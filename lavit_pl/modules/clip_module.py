@@ -47,12 +47,14 @@ class CaptionAugmentConfig:
 
     color_dropout: float = field(default=0.5, metadata={"help": "probability a caption loses its colour words"})
     colors: list[str] = field(default_factory=list, metadata={"help": "colour words; empty: zero_shot.colors"})
-    kind_negatives: bool = field(default=False, metadata={
-        "help": "add, per caption, a hard negative whose shape kinds are swapped for other kinds (NegCLIP-style)"})
+    kind_negatives: int = field(default=0, metadata={
+        "help": "hard negatives per caption whose shape kinds are swapped for other kinds (NegCLIP-style); 0: none"})
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.color_dropout <= 1.0:
             raise ValueError(f"augment.color_dropout must be in [0, 1], got {self.color_dropout}")
+        if self.kind_negatives < 0:
+            raise ValueError(f"augment.kind_negatives must be >= 0, got {self.kind_negatives}")
 
 
 def drop_color_words(caption: str, colors: list[str]) -> str:
@@ -121,12 +123,12 @@ class ClipModule(L.LightningModule):
 
     def _kind_negatives(self, captions: list[str]) -> list[str]:
         kinds = self.cfg.zero_shot.kinds
-        swapped = (swap_kind_words(c, kinds, self._aug_rng) for c in captions)
+        swapped = (swap_kind_words(c, kinds, self._aug_rng) for _ in range(self.cfg.augment.kind_negatives) for c in captions)
         return [s for s in swapped if s is not None]
 
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
         captions = self._augment(batch["caption"])
-        negatives = self._kind_negatives(captions) if self.cfg.augment.kind_negatives else []
+        negatives = self._kind_negatives(captions)
         text = self.tokenizer(captions + negatives).to(self.device)
         img = F.normalize(self.model.encode_image(batch["image"]), dim=-1)  # (B, E)
         txt = F.normalize(self.model.encode_text(text), dim=-1)  # (B + B', E)

@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
 import torch
 
 from lavit_pl.cli import main
@@ -65,3 +66,18 @@ def test_contrastive_loss_with_hard_negatives_hand_computed():
     loss = contrastive_loss(img, img.clone(), torch.tensor(1.0), neg)
     e = torch.exp(torch.tensor(1.0))
     torch.testing.assert_close(loss, 0.5 * -torch.log(e / (e + 1.0)))
+
+
+def test_kind_negatives_count_per_caption_and_config_check():
+    from lavit_pl.config import ConfigError, load_config
+    from lavit_pl.modules.clip_module import ClipModule, ClipRunConfig
+
+    overrides = ["augment.kind_negatives=2", "zero_shot.kinds=[circle,square,cross]", "zero_shot.colors=[red,blue]"]
+    cfg = load_config(ClipRunConfig, REPO / "experiments/stage0/clip_micro.yaml", overrides)
+    negatives = ClipModule(cfg)._kind_negatives(["A red circle.", "A blue shape.", "Two squares."])
+    # two rounds over the captions; "A blue shape." names no kind and gives none
+    assert len(negatives) == 4
+    assert all(n not in ("A red circle.", "Two squares.") for n in negatives)
+    assert {n.split(" ")[0] for n in negatives} == {"A", "Two"}
+    with pytest.raises(ConfigError, match="augment.kind_negatives must be >= 0"):
+        load_config(ClipRunConfig, REPO / "experiments/stage0/clip_micro.yaml", ["augment.kind_negatives=-1"])
