@@ -14,6 +14,8 @@ import torch.nn.functional as F
 from open_clip.model import CLIP, CLIPTextCfg, CLIPVisionCfg
 from open_clip.tokenizer import SimpleTokenizer
 
+OPEN_CLIP_VOCAB_SIZE = 49408  # open_clip's BPE tokenizer (SimpleTokenizer); the text tower's embedding rows
+
 
 @dataclass
 class TinyClipConfig:
@@ -57,7 +59,7 @@ class TinyClipConfig:
             },
             "text_cfg": {
                 "context_length": self.context_length,
-                "vocab_size": 49408,
+                "vocab_size": OPEN_CLIP_VOCAB_SIZE,
                 "width": self.text_width,
                 "heads": self.text_heads,
                 "layers": self.text_layers,

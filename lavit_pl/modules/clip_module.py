@@ -8,7 +8,6 @@ loader reads back exactly as it reads a real CLIP checkpoint.
 from __future__ import annotations
 
 import json
-import math
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,8 +20,10 @@ import torch.nn.functional as F
 from lavit_pl.data.image_datamodules import ImageTextDataConfig, ImageTextDataModule
 from lavit_pl.data.shapes.scene import plural
 from lavit_pl.models.clip import ClipTextTokenizer, TinyClipConfig, build_clip, contrastive_loss
+from lavit_pl.modules.lr_schedule import cosine_with_warmup
 from lavit_pl.modules.stage import RunConfig, Stage
 from lavit_pl.utils.atomic import atomic_torch_save, atomic_write_json
+from lavit_pl.utils.clip_export import CLIP_CONFIG_FILE, CLIP_WEIGHTS_FILE
 
 
 @dataclass
@@ -95,13 +96,6 @@ class ClipRunConfig(RunConfig):
     data: ImageTextDataConfig = field(default_factory=ImageTextDataConfig)
     zero_shot: ZeroShotConfig = field(default_factory=ZeroShotConfig)
     augment: CaptionAugmentConfig = field(default_factory=CaptionAugmentConfig)
-
-
-def cosine_with_warmup(step: int, warmup: int, total: int) -> float:
-    if step < warmup:
-        return (step + 1) / max(1, warmup)
-    progress = min(1.0, (step - warmup) / max(1, total - warmup))
-    return 0.5 * (1.0 + math.cos(math.pi * progress))
 
 
 class ClipModule(L.LightningModule):
@@ -205,10 +199,10 @@ def build(cfg: ClipRunConfig) -> tuple[ClipModule, ImageTextDataModule]:
 
 def export(module: ClipModule, cfg: ClipRunConfig, run_dir: Path) -> dict[str, Any]:
     out = Path(run_dir) / "export"
-    weights = out / "open_clip_pytorch_model.bin"
+    weights = out / CLIP_WEIGHTS_FILE
     state = {k: v.detach().cpu().contiguous() for k, v in module.model.state_dict().items()}
     atomic_torch_save(state, weights)
-    atomic_write_json(out / "open_clip_config.json", {"model_cfg": cfg.model.to_open_clip(), "preprocess_cfg": {
+    atomic_write_json(out / CLIP_CONFIG_FILE, {"model_cfg": cfg.model.to_open_clip(), "preprocess_cfg": {
         "size": cfg.model.image_size, "mean": list(cfg.data.reader.mean), "std": list(cfg.data.reader.std), "interpolation": "bicubic",
         "resize_mode": "squash"}})
     metrics = {k: v.item() for k, v in module.trainer.callback_metrics.items() if k.startswith("val/")}

@@ -36,6 +36,7 @@ from torch import Tensor
 
 from lavit_pl.data.image_datamodules import ImagesDataConfig, ImagesDataModule
 from lavit_pl.models.tokenizer import DynamicVisualTokenizer, DynamicVisualTokenizerConfig, TokenizerLossConfig, tokenizer_loss
+from lavit_pl.modules.lr_schedule import cosine_with_warmup
 from lavit_pl.modules.stage import RunConfig, Stage
 from lavit_pl.modules.tokenizer_metrics import TokenizerStats
 from lavit_pl.utils.checkpoint_io import load_vision_encoder_weights
@@ -101,14 +102,6 @@ class TokenizerRunConfig(RunConfig):
     optim: TokenizerOptimConfig = field(default_factory=TokenizerOptimConfig)
     data: ImagesDataConfig = field(default_factory=ImagesDataConfig)
     eval: TokenizerEvalConfig = field(default_factory=TokenizerEvalConfig)
-
-
-def cosine_with_warmup(step: int, warmup: int, total: int, floor: float) -> float:
-    """LR multiplier: linear warm-up to 1 over ``warmup`` steps, then cosine to ``floor`` at ``total``."""
-    if step < warmup:
-        return (step + 1) / warmup
-    progress = min(1.0, (step - warmup) / max(1, total - warmup))
-    return floor + (1.0 - floor) * 0.5 * (1.0 + math.cos(math.pi * progress))
 
 
 class TokenizerModule(L.LightningModule):

@@ -18,12 +18,11 @@ from typing import Any
 from open_clip.model import CLIP
 
 from lavit_pl.data.image_shards import ShardReaderConfig
-from lavit_pl.models.clip import TinyClipConfig, build_clip
+from lavit_pl.models.clip import OPEN_CLIP_VOCAB_SIZE, TinyClipConfig, build_clip
 from lavit_pl.utils.checkpoint_io import load_strict, read_state_dict
 
 CLIP_WEIGHTS_FILE = "open_clip_pytorch_model.bin"
 CLIP_CONFIG_FILE = "open_clip_config.json"
-OPEN_CLIP_VOCAB_SIZE = 49408
 # TinyClipConfig field <- (model_cfg section, key); None: top level
 _FIELDS = {
     "embed_dim": (None, "embed_dim"), "image_size": ("vision_cfg", "image_size"),

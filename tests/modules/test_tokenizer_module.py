@@ -24,7 +24,6 @@ from lavit_pl.modules.tokenizer_module import (
     TokenizerRunConfig,
     build,
     check_reader_matches_encoder,
-    cosine_with_warmup,
 )
 from lavit_pl.utils.checkpoint_io import load_lavit_tokenizer
 
@@ -232,14 +231,6 @@ def test_paper_yaml_has_the_paper_values(capsys):
     assert cfg["loss"] == {"rho": pytest.approx(1 / 3), "ratio_weight": 2.0, "ratio_per_image": True}
     module, _ = build(load_config(TokenizerRunConfig, REPO / "experiments/stage1/tokenizer_paper.yaml"))
     assert module.tokenizer is None  # the 1B-parameter model is only built in configure_model
-
-
-def test_cosine_with_warmup_by_hand():
-    assert cosine_with_warmup(0, 4, 14, 0.0) == 0.25  # (0 + 1) / 4
-    assert cosine_with_warmup(3, 4, 14, 0.0) == 1.0
-    assert cosine_with_warmup(9, 4, 14, 0.0) == pytest.approx(0.5)  # half way: (1 + cos(pi/2)) / 2
-    assert cosine_with_warmup(14, 4, 14, 0.1) == pytest.approx(0.1)
-    assert cosine_with_warmup(9, 4, 14, 0.1) == pytest.approx(0.55)
 
 
 def test_reader_encoder_mismatch_is_named():
