@@ -91,14 +91,8 @@ def prepare_split(name: str, paths: Table1Paths, max_examples: int | None, subse
         chosen = _first(every, max_examples)
         records = [{"image": str(images / r.image_file), "question": r.question, "id": r.question_id}
                    for r in chosen]
-        files = {"questions": qs, "annotations": ann}
-        subset = len(chosen) < len(every)
-        if subset:
-            keep = [r.question_id for r in chosen]
-            files = {"questions": write_subset("vqa_questions", qs, out / qs.name, keep),
-                     "annotations": write_subset("vqa_annotations", ann, out / ann.name, keep)}
-        _check_files(name, records)
-        return PreparedSplit(name, "vqa", records, files, len(every), subset)
+        sources = {"questions": ("vqa_questions", qs), "annotations": ("vqa_annotations", ann)}
+        return _prepared(name, "vqa", records, len(every), sources, [r.question_id for r in chosen], out)
     if name == "gqa":
         qs, images = paths.resolve("gqa_questions"), paths.resolve("gqa_images")
         every = read_gqa(qs, balanced_only=False)
@@ -108,23 +102,13 @@ def prepare_split(name: str, paths: Table1Paths, max_examples: int | None, subse
                              f"raise max_examples for split gqa")
         records = [{"image": str(images / r.image_file), "question": r.question, "id": r.question_id}
                    for r in chosen]
-        files = {"questions": qs}
-        subset = len(chosen) < len(every)
-        if subset:
-            files["questions"] = write_subset("gqa", qs, out / qs.name, [r.question_id for r in chosen])
-        _check_files(name, records)
-        return PreparedSplit(name, "gqa", records, files, len(every), subset)
+        return _prepared(name, "gqa", records, len(every), {"questions": ("gqa", qs)}, [r.question_id for r in chosen], out)
     ann, images = paths.resolve("vizwiz_annotations"), paths.resolve("vizwiz_images")
     every = read_vizwiz(ann)
     chosen = _first(every, max_examples)
     # the results id of VizWiz is the image file name; the record's "image" is the path the model reads
     records = [{"image": str(images / r.image), "question": r.question, "id": r.image} for r in chosen]
-    files = {"annotations": ann}
-    subset = len(chosen) < len(every)
-    if subset:
-        files["annotations"] = write_subset("vizwiz", ann, out / ann.name, [r.image for r in chosen])
-    _check_files(name, records)
-    return PreparedSplit(name, "vizwiz", records, files, len(every), subset)
+    return _prepared(name, "vizwiz", records, len(every), {"annotations": ("vizwiz", ann)}, [r.image for r in chosen], out)
 
 
 def _caption_split(name: str, layout: str, ann: Path, images: Path, out: Path, every: list,
@@ -132,12 +116,19 @@ def _caption_split(name: str, layout: str, ann: Path, images: Path, out: Path, e
     """A captioning split: ``chosen`` of ``every`` image records; a subset's annotations are
     written in the benchmark's own ``layout`` so the official scorer reads them unchanged."""
     records = [{"image": str(images / r.image_file), "id": r.image_id} for r in chosen]
-    files = {"annotations": ann}
-    subset = len(chosen) < len(every)
-    if subset:
-        files["annotations"] = write_subset(layout, ann, out / ann.name, [r.image_id for r in chosen])
+    return _prepared(name, "caption", records, len(every), {"annotations": (layout, ann)}, [r.image_id for r in chosen], out)
+
+
+def _prepared(name: str, kind: str, records: list[dict[str, Any]], total: int, sources: dict[str, tuple[str, Path]],
+              keep_ids: list, out: Path) -> PreparedSplit:
+    """The split of ``records`` (``total`` in the whole benchmark). ``sources``: files key -> (subset
+    layout, benchmark file); when the records are fewer than ``total`` each file is written restricted
+    to ``keep_ids`` under ``out`` and those copies are scored instead."""
+    subset = len(records) < total
+    files = {key: write_subset(layout, path, out / path.name, keep_ids) if subset else path
+             for key, (layout, path) in sources.items()}
     _check_files(name, records)
-    return PreparedSplit(name, "caption", records, files, len(every), subset)
+    return PreparedSplit(name, kind, records, files, total, subset)
 
 
 def _check_files(name: str, records: list[dict[str, Any]]) -> None:
