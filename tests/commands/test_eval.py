@@ -48,10 +48,12 @@ def world(tmp_path_factory):
     save_lavit_for_eval(base / "model", tiny_lm(seed=0), tiny_tokenizer(base / "tok"),
                         "lavit_pl.generation.pixel_encoder:build_pixel_patch_encoder",
                         {"image_size": 16, "patch_size": 8, "dim": D_VIS})
+    # external rows point into this test's folder: the YAML's runs/tiny/... files exist after `make reproduce-table1`
     common = (f"data.root={root}", f"model.path={base / 'model'}", "progress=false", "batch_size=3",
-              "baselines.num_candidates=5", "baselines.num_reference_images=4")
-    summary = run_eval(f"output_dir={base / 'out'}", *common,
-                       f"report.external_rows.blind={base / 'blind/metrics/blind.json'}")
+              "baselines.num_candidates=5", "baselines.num_reference_images=4",
+              f"report.external_rows.blind={base / 'blind/metrics/blind.json'}",
+              f"report.external_rows.retrieval={base / 'retrieval/metrics/retrieval.json'}")
+    summary = run_eval(f"output_dir={base / 'out'}", *common)
     return {"root": root, "base": base, "out": base / "out", "common": common, "summary": summary}
 
 
