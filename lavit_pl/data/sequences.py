@@ -162,14 +162,20 @@ class PackedBatch:
         return int((self.targets != IGNORE_INDEX).sum())
 
 
-def first_fit(lengths: Sequence[int], capacity: int) -> list[tuple[int, int]]:
-    """Greedy first-fit in input order: (row, start) of each length; raises on one over capacity."""
-    free: list[int] = []
-    placements = []
+def check_lengths(lengths: Sequence[int], capacity: int) -> None:
+    """Every document must fit one row: raises naming the first that does not."""
     for index, length in enumerate(lengths):
         if not 1 <= length <= capacity:
             raise ValueError(f"pack_examples: example #{index} has length {length}; "
                              f"must be in [1, context_length={capacity}]")
+
+
+def first_fit(lengths: Sequence[int], capacity: int) -> list[tuple[int, int]]:
+    """Greedy first-fit in input order: (row, start) of each length; raises on one over capacity."""
+    check_lengths(lengths, capacity)
+    free: list[int] = []
+    placements = []
+    for length in lengths:
         row = next((r for r, room in enumerate(free) if room >= length), None)
         if row is None:
             free.append(capacity)
@@ -179,17 +185,53 @@ def first_fit(lengths: Sequence[int], capacity: int) -> list[tuple[int, int]]:
     return placements
 
 
-def pack_examples(examples: Sequence[Example], context_length: int, pad_id: int = 0,
-                  pad_to_context: bool = False) -> PackedBatch:
-    """Greedy first-fit packing of documents into rows of ``context_length`` (S) tokens.
+def balanced_fit(lengths: Sequence[int], capacity: int) -> list[tuple[int, int]]:
+    """(row, start) of each length: as few rows as first-fit-decreasing needs at ``capacity``, then
+    the narrowest width W <= capacity at which first-fit-decreasing still fills only that many rows.
 
-    Padding sits only at the tail of a row: it gets position ids 0, 1, ... (its own "document",
-    attending only to itself), feature_slot -1 and no target. Rows are trimmed to the longest row
-    unless ``pad_to_context`` (fixed shapes, e.g. for compiled or sharded steps).
+    Rows come out nearly equal in length, so trimming the batch to its longest row leaves little
+    tail padding: 24 tiny-mixture documents (1622 tokens) take 4 rows of 407 instead of 4 x 507.
+    """
+    check_lengths(lengths, capacity)
+    order = sorted(range(len(lengths)), key=lambda i: -lengths[i])
+
+    def fit(width: int) -> list[tuple[int, int]]:
+        sorted_placements = first_fit([lengths[i] for i in order], width)
+        placements = [(0, 0)] * len(lengths)
+        for i, placement in zip(order, sorted_placements):
+            placements[i] = placement
+        return placements
+
+    def rows(placements: list[tuple[int, int]]) -> int:
+        return 1 + max(r for r, _ in placements)
+
+    best = fit(capacity)
+    target = rows(best)
+    low, high = max(max(lengths), -(-sum(lengths) // target)), capacity  # feasible width in (low-1, high]
+    while low < high:  # first-fit-decreasing is not strictly monotone in W: any feasible W found is kept
+        mid = (low + high) // 2
+        candidate = fit(mid)
+        if rows(candidate) <= target:
+            best, high = candidate, mid
+        else:
+            low = mid + 1
+    return best
+
+
+def pack_examples(examples: Sequence[Example], context_length: int, pad_id: int = 0,
+                  pad_to_context: bool = False, balance: bool = True) -> PackedBatch:
+    """Pack documents into rows of at most ``context_length`` (S) tokens.
+
+    ``balance``: :func:`balanced_fit` (fewest rows, then the narrowest); else greedy
+    :func:`first_fit` in input order. Padding sits only at the tail of a row: it gets position ids
+    0, 1, ... (its own "document", attending only to itself), feature_slot -1 and no target. Rows
+    are trimmed to the longest row unless ``pad_to_context`` (fixed shapes, e.g. for compiled or
+    sharded steps).
     """
     if not examples:
         raise ValueError("pack_examples: no examples")
-    placements = first_fit([len(e) for e in examples], context_length)
+    lengths = [len(e) for e in examples]
+    placements = balanced_fit(lengths, context_length) if balance else first_fit(lengths, context_length)
     rows = 1 + max(r for r, _ in placements)
     used = [0] * rows
     for example, (row, start) in zip(examples, placements):

@@ -43,6 +43,7 @@ class SequenceConfig:
     caption_eos: bool = True  # close image -> text captions with </s>
     direction_seed: int = 0
     pad_to_context: bool = False  # True: fixed (R, S) shapes (compiled / sharded steps)
+    balance_rows: bool = True  # fewest rows, then the narrowest (balanced_fit); False: greedy first-fit
 
     def __post_init__(self) -> None:
         if self.context_length < 8:
@@ -147,7 +148,8 @@ def build_stage2_batch(vocab: UnifiedVocab, cfg: SequenceConfig, texts: Sequence
             documents["text"] += 1
     if not examples:
         raise ValueError("build_stage2_batch: the batch holds no usable document")
-    packed = pack_examples(examples, cfg.context_length, pad_to_context=cfg.pad_to_context)
+    packed = pack_examples(examples, cfg.context_length, pad_to_context=cfg.pad_to_context,
+                           balance=cfg.balance_rows)
     target_kind = torch.full_like(packed.targets, -1)
     for kind, example, (row, start) in zip(kinds, examples, packed.placements):
         # the same shift as the targets: position i predicts label i + 1 of its document

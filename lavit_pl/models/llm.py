@@ -18,8 +18,12 @@ import torch.nn.functional as F
 from torch import nn
 from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerBase
 
+from lavit_pl.models.packed_attention import PACKED_SDPA, document_boundaries
+
 IGNORE_INDEX = -100  # label of positions without loss (torch / transformers convention)
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+# transformers' names, plus ours (registered on import of lavit_pl.models.packed_attention)
+ATTN_IMPLEMENTATIONS = ("sdpa", "eager", "flash_attention_2", "flex_attention", PACKED_SDPA)
 
 
 @dataclass(frozen=True)
@@ -105,8 +109,9 @@ class UnifiedLMConfig:
             raise ValueError(f"UnifiedLMConfig.visual_dim must be >= 1, got {self.visual_dim}")
         if self.dtype not in DTYPES:
             raise ValueError(f"UnifiedLMConfig.dtype must be one of {sorted(DTYPES)}, got {self.dtype!r}")
-        if self.attn_implementation not in ("sdpa", "eager", "flash_attention_2", "flex_attention"):
-            raise ValueError(f"UnifiedLMConfig.attn_implementation: unknown {self.attn_implementation!r}")
+        if self.attn_implementation not in ATTN_IMPLEMENTATIONS:
+            raise ValueError(f"UnifiedLMConfig.attn_implementation must be one of {ATTN_IMPLEMENTATIONS}, "
+                             f"got {self.attn_implementation!r}")
 
 
 @dataclass
@@ -288,13 +293,15 @@ class UnifiedLM(nn.Module):
         """Training forward, no KV cache: (B, S) ids -> logits (B, S, V).
 
         Packed rows: leave ``attention_mask`` None and give ``position_ids`` that restart at 0 for
-        each document; transformers then confines attention to each document (see
-        ``lavit_pl.data.sequences``). ``use_cache=False`` matters: with a cache present,
-        transformers skips that packed-sequence detection.
+        each document; attention is then confined to each document: ``sdpa``/``eager`` through the
+        block-diagonal mask transformers derives from the position ids (``use_cache=False`` matters:
+        with a cache present transformers skips that detection), ``sdpa_packed`` and
+        ``flash_attention_2`` through the document boundaries passed as varlen arguments.
         """
         embeds = self.embed_sequence(input_ids, feature_slot, features)
+        varlen = document_boundaries(position_ids) if attention_mask is None and position_ids is not None else {}
         out = self.llm(inputs_embeds=embeds, position_ids=position_ids, attention_mask=attention_mask,
-                       use_cache=False)
+                       use_cache=False, **varlen)
         return out.logits
 
 

@@ -29,7 +29,10 @@ from lavit_pl.data.text_lm_data import (
     caption_texts, corpus_texts, letter_texts, missing_letter_pieces, pack_texts, prepare_text_tokenizer,
     select_documents,
 )
-from lavit_pl.models.llm import IGNORE_INDEX, LlamaShape, build_random_llama, load_llama, load_text_tokenizer
+from lavit_pl.models.llm import (
+    ATTN_IMPLEMENTATIONS, IGNORE_INDEX, LlamaShape, build_random_llama, load_llama, load_text_tokenizer,
+)
+from lavit_pl.models.packed_attention import document_boundaries
 from lavit_pl.models.text_tokenizer import TextTokenizerConfig
 from lavit_pl.modules.stage import RunConfig, Stage
 from lavit_pl.utils.atomic import atomic_write_json
@@ -99,8 +102,9 @@ class TextLMRunConfig(RunConfig):
         if self.heldout_fraction > 0 and not self.data.val_files:
             raise ValueError("heldout_fraction > 0 validates on the held-out documents of data.val_files, which is "
                              "empty: list the corpus files there (usually the same specs as data.train_files)")
-        if self.attn_implementation not in ("sdpa", "eager", "flex_attention", "flash_attention_2"):
-            raise ValueError(f"attn_implementation: unknown {self.attn_implementation!r}")
+        if self.attn_implementation not in ATTN_IMPLEMENTATIONS:
+            raise ValueError(f"attn_implementation must be one of {ATTN_IMPLEMENTATIONS}, "
+                             f"got {self.attn_implementation!r}")
 
 
 class TextLMModule(L.LightningModule):
@@ -172,9 +176,9 @@ class TextLMModule(L.LightningModule):
         input_ids = packed.input_ids.to(self.device)  # (R, S')
         position_ids = packed.position_ids.to(self.device)  # (R, S')
         targets = packed.targets.to(self.device)  # (R, S')
-        # attention_mask=None with restarting position ids: transformers confines attention to each document
+        # attention_mask=None with restarting position ids: attention stays within each document
         logits = self.model(input_ids=input_ids, position_ids=position_ids, attention_mask=None,
-                            use_cache=False).logits  # (R, S', V)
+                            use_cache=False, **document_boundaries(position_ids)).logits  # (R, S', V)
         nll = F.cross_entropy(logits.flatten(0, 1).float(), targets.flatten(), ignore_index=IGNORE_INDEX,
                               reduction="sum")
         inputs = int((packed.document_index >= 0).sum())
@@ -233,8 +237,9 @@ def heldout_perplexity(model: LlamaForCausalLM, tokenizer, texts: list[str], con
     nll, count = 0.0, 0
     for start in range(0, len(texts), documents_per_batch):
         packed = pack_texts(tokenizer, texts[start:start + documents_per_batch], context_length)
-        logits = model(input_ids=packed.input_ids.to(device), position_ids=packed.position_ids.to(device),
-                       attention_mask=None, use_cache=False).logits  # (R, S', V)
+        position_ids = packed.position_ids.to(device)
+        logits = model(input_ids=packed.input_ids.to(device), position_ids=position_ids, attention_mask=None,
+                       use_cache=False, **document_boundaries(position_ids)).logits  # (R, S', V)
         nll += float(F.cross_entropy(logits.flatten(0, 1).float(), packed.targets.to(device).flatten(),
                                      ignore_index=IGNORE_INDEX, reduction="sum"))
         count += packed.num_targets

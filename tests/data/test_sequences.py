@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from lavit_pl.data.sequences import (
-    Example, assemble, collate_prompts, first_fit, image_part, image_to_text_example, pack_examples,
+    Example, assemble, balanced_fit, collate_prompts, first_fit, image_part, image_to_text_example, pack_examples,
     text_examples, text_part, text_to_image_example,
 )
 from lavit_pl.models.llm import (
@@ -61,6 +61,20 @@ def test_first_fit_placements_by_hand():
     assert first_fit([6, 5, 4, 3, 2, 1], 10) == [(0, 0), (1, 0), (0, 6), (1, 5), (1, 8), (2, 0)]
     with pytest.raises(ValueError, match="example #1 has length 11"):
         first_fit([3, 11], 10)
+
+
+def test_balanced_fit_by_hand():
+    # First-fit-decreasing needs 3 rows at capacity 10 (6+4 | 5+3+2 | 1); 21 tokens over 3 rows need
+    # W >= 7, and at W = 7 FFD places 6 | 5 | 4 | 3 -> row2 | 2 -> row1 | 1 -> row0: three rows of 7.
+    assert balanced_fit([6, 5, 4, 3, 2, 1], 10) == [(0, 0), (1, 0), (2, 0), (2, 4), (1, 5), (0, 6)]
+    with pytest.raises(ValueError, match="example #1 has length 11"):
+        balanced_fit([3, 11], 10)
+    docs = [text_examples(VOCAB, list(range(3, 3 + n)), max_length=64)[0] for n in (6, 5, 4, 3, 2, 1)]
+    # with BOS and EOS: 8+7+6+5+4+3 = 33 tokens; first-fit fills 8+4 | 7+5 | 6+3 (width 12), balanced
+    # packing 8+3 | 7+4 | 6+5 (width 11)
+    assert [len(d) for d in docs] == [8, 7, 6, 5, 4, 3]
+    assert pack_examples(docs, context_length=12).input_ids.shape == (3, 11)
+    assert pack_examples(docs, context_length=12, balance=False).input_ids.shape == (3, 12)
 
 
 def test_pack_layout_targets_and_feature_offsets():
@@ -119,14 +133,16 @@ def mixed_documents():
     return [d for d, _ in docs], [f for _, f in docs]
 
 
-@pytest.mark.parametrize("attn", ["sdpa", "eager"])
-def test_packed_rows_equal_documents_run_alone(attn):
-    """transformers' LLaMA derives a block-diagonal causal mask from position ids that restart per
-    document (attention_mask=None, no cache). fp32: the packed and single runs differ only in
-    summation order and masked (exp -> 0) terms, so 1e-5 absolute is generous for |logits| ~ 1."""
+@pytest.mark.parametrize("attn,balance", [("sdpa", True), ("eager", True), ("sdpa_packed", True),
+                                          ("sdpa_packed", False)])
+def test_packed_rows_equal_documents_run_alone(attn, balance):
+    """sdpa/eager: transformers' LLaMA derives a block-diagonal causal mask from position ids that
+    restart per document (attention_mask=None, no cache); sdpa_packed: SDPA per document from the
+    varlen boundaries. fp32: the packed and single runs differ only in summation order and masked
+    (exp -> 0) terms, so 1e-5 absolute is generous for |logits| ~ 1."""
     lm = tiny_lm(attn)
     docs, feats = mixed_documents()
-    packed = pack_examples(docs, context_length=24)
+    packed = pack_examples(docs, context_length=24, balance=balance)
     assert packed.input_ids.shape[0] < len(docs)  # real packing happened
     assert (packed.document_index[:, :-1] != packed.document_index[:, 1:]).any()
     features = torch.cat([f for f in feats if f is not None])

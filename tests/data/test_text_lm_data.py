@@ -77,10 +77,11 @@ def test_pack_texts_layout(tmp_path):
     n0, n1 = len(ids[0]) + 2, len(ids[1]) + 2  # <s> doc </s>
     packed = pack_texts(tokenizer, docs, context_length=n0 + n1)
     assert packed.input_ids.shape == (1, n0 + n1)
-    assert packed.input_ids[0].tolist() == [1, *ids[0], 2, 1, *ids[1], 2]
-    assert packed.position_ids[0].tolist() == [*range(n0), *range(n1)]
+    assert n1 > n0 and packed.placements == [(0, n1), (0, 0)]  # balanced packing: longest first
+    assert packed.input_ids[0].tolist() == [1, *ids[1], 2, 1, *ids[0], 2]
+    assert packed.position_ids[0].tolist() == [*range(n1), *range(n0)]
     # target at i is token i + 1 of the same document; the last token of each document predicts nothing
-    assert packed.targets[0].tolist() == [*ids[0], 2, IGNORE_INDEX, *ids[1], 2, IGNORE_INDEX]
+    assert packed.targets[0].tolist() == [*ids[1], 2, IGNORE_INDEX, *ids[0], 2, IGNORE_INDEX]
     # a context shorter than a document cuts it; every piece is a document of its own
     short = pack_texts(tokenizer, docs[1:], context_length=4)
     assert short.input_ids.shape[1] == 4 and int((short.position_ids == 0).sum()) >= (n1 + 3) // 4

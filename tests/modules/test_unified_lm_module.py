@@ -40,8 +40,12 @@ def setup(tmp_path_factory):
 # -- documents and loss masks ------------------------------------------------------------------------
 def test_loss_masks_by_hand():
     pairs = [PairDocument([5, 6], torch.tensor([3, 4, 5]), "a"), PairDocument([9], torch.tensor([1, 2]), "b")]
-    cfg = SequenceConfig(context_length=16)
+    cfg = SequenceConfig(context_length=16, balance_rows=False)
     b = build_stage2_batch(VOCAB, cfg, [[20, 21]], pairs, [("image_to_text",), ("text_to_image",)], quantized_input=False)
+    # balanced rows (the default): 8 | 6 + 4 tokens, width 10 instead of first-fit's 8 + 6 | 4 (width 14)
+    balanced = build_stage2_batch(VOCAB, SequenceConfig(context_length=16), [[20, 21]], pairs,
+                                  [("image_to_text",), ("text_to_image",)], quantized_input=False).packed
+    assert balanced.input_ids.shape == (2, 10) and balanced.placements == [(0, 0), (1, 0), (1, 6)]
     p = b.packed
     # row 0: [IMG] x x x [/IMG] 5 6 </s> | <s> 9 [IMG] v1 v2 [/IMG]   (no BOS before [IMG]); row 1: <s> 20 21 </s>
     assert p.input_ids[0].tolist() == [IMG, 0, 0, 0, END, 5, 6, 2, 1, 9, IMG, 303, 304, END]
