@@ -153,8 +153,22 @@ def write_figures(material: dict[str, Any], cfg: Any, folder: Path) -> list[str]
     return written
 
 
+def unsharded_copy(module: Any, cfg: Any) -> Any:
+    """A plain TokenizerModule on CPU holding ``module.full_state`` (strict load)."""
+    from lavit_pl.modules.tokenizer_module import TokenizerModule
+
+    copy = TokenizerModule(cfg)
+    copy.tokenizer = DynamicVisualTokenizer(cfg.model)
+    load_strict(copy.tokenizer, module.full_state, "the gathered FSDP2 state")
+    return copy
+
+
 def export_tokenizer(module: Any, cfg: Any, run_dir: str | Path) -> dict[str, Any]:
     out = Path(run_dir) / "export"
+    step = int(module.global_step)
+    if getattr(module, "full_state", None) is not None:
+        # FSDP2: the sharded module cannot run on rank 0 alone; evaluate an unsharded copy instead
+        module = unsharded_copy(module, cfg)
     state = {k: v.detach().cpu().contiguous() for k, v in module.tokenizer.state_dict().items()}
     for name, sd in release_state_dicts(state).items():
         atomic_torch_save(sd, out / RELEASE_DIR / name)
@@ -169,7 +183,7 @@ def export_tokenizer(module: Any, cfg: Any, run_dir: str | Path) -> dict[str, An
         "tokens_over_10K": metrics.get("tokens", 0.0) / (10 * cfg.model.quantizer.codebook_size),
         "ratio_penalty": "per_image" if cfg.loss.ratio_per_image else "batch_mean",
         "schedule": cfg.schedule.mode,
-        "global_step": int(module.global_step),
+        "global_step": step,
     }
     metrics = {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in metrics.items()}  # JSON has no NaN
     atomic_write_json(out / "metrics.json", metrics)

@@ -37,6 +37,7 @@ from torch import Tensor
 from lavit_pl.data.image_datamodules import ImagesDataConfig, ImagesDataModule
 from lavit_pl.models.tokenizer import DynamicVisualTokenizer, DynamicVisualTokenizerConfig, TokenizerLossConfig, tokenizer_loss
 from lavit_pl.modules.lr_schedule import cosine_with_warmup
+from lavit_pl.modules.sharded_state import gather_full_state
 from lavit_pl.modules.stage import RunConfig, Stage
 from lavit_pl.modules.tokenizer_metrics import TokenizerStats
 from lavit_pl.utils.checkpoint_io import load_vision_encoder_weights
@@ -112,6 +113,7 @@ class TokenizerModule(L.LightningModule):
         # plain containers only, so checkpoints load with weights_only=True
         self.save_hyperparameters({"config": dataclasses.asdict(cfg)})
         self._stats: Optional[TokenizerStats] = None
+        self.full_state: Optional[dict[str, Tensor]] = None  # gathered at the end of sharded training
 
     # --- model ---------------------------------------------------------------------------------------
     def configure_model(self) -> None:
@@ -131,21 +133,32 @@ class TokenizerModule(L.LightningModule):
         if mesh is not None:
             self._shard(mesh)
 
+    def on_train_end(self) -> None:
+        """Sharded (FSDP2) training: gather the tokenizer's full state on every rank (a collective);
+        rank 0 keeps it for ``export``, which it runs alone on an unsharded copy."""
+        if self.device_mesh is not None:
+            self.full_state = gather_full_state(self.tokenizer)
+
     def _shard(self, mesh: Any) -> None:
-        """FSDP2 (``strategy: fsdp2``): one shard group per transformer block, then the rest."""
-        from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard
+        """FSDP2 (``strategy: fsdp2``): one shard group per transformer block, the frozen encoder's
+        remaining weights (patch embedding, positions), then the rest. ``encode_patches`` runs the
+        encoder outside the root's forward: ``patch_features`` (root) and ``encoder.features`` get
+        FSDP's forward hooks, so the root initialises first and each unit gathers its weights."""
+        from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard, register_fsdp_forward_method
 
         dp = mesh["data_parallel"]
         policy = MixedPrecisionPolicy(param_dtype=torch.bfloat16, reduce_dtype=torch.float32) if "bf16" in self.cfg.trainer.precision else MixedPrecisionPolicy()
         tok = self.tokenizer
         for block in [*tok.encoder.vit.blocks, *tok.token_merger.blocks, *tok.decoder.blocks]:
             fully_shard(block, mesh=dp, mp_policy=policy)
+        fully_shard(tok.encoder, mesh=dp, mp_policy=policy)
+        register_fsdp_forward_method(tok.encoder, "features")
         fully_shard(tok, mesh=dp, mp_policy=policy)
+        register_fsdp_forward_method(tok, "patch_features")
 
     def encode_patches(self, images: Tensor) -> Tensor:
         """Reader-normalised images (B, 3, H, W) -> frozen patch features X (B, N, D)."""
-        with torch.no_grad():
-            return self.tokenizer.encoder.features(images)
+        return self.tokenizer.patch_features(images)
 
     def phase(self) -> int:
         """0: joint training; 1: two-phase, selector phase (no quantisation); 2: selector frozen."""

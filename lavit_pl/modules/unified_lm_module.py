@@ -31,9 +31,10 @@ from lavit_pl.models.llm import IGNORE_INDEX, UnifiedLM, build_unified_lm
 from lavit_pl.models.stage2_visual import FrozenTargets, blind_pixels, frozen_visual_targets
 from lavit_pl.models.unified_stage2 import UnifiedStage2Model
 from lavit_pl.models.tokenizer.tokenizer import DynamicVisualTokenizer
+from lavit_pl.modules.sharded_state import gather_full_state
+from lavit_pl.modules.stage import Stage
 from lavit_pl.modules.unified_lm_config import Stage2VisualConfig, UnifiedRunConfig
 from lavit_pl.modules.unified_lm_optim import NewRowLearningRate, unified_param_groups, zero_rows_below
-from lavit_pl.modules.stage import Stage
 from lavit_pl.utils.stage1_io import file_digest, load_stage1_tokenizer, stage1_files
 
 
@@ -104,10 +105,7 @@ class UnifiedLMModule(L.LightningModule):
         """Sharded (FSDP2) training: gather the full trainable state on every rank's call (a collective),
         kept on CPU by rank 0 for ``export``, which only rank 0 runs."""
         if self.device_mesh is not None:
-            from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
-
-            self.full_state = get_model_state_dict(
-                self.model, options=StateDictOptions(full_state_dict=True, cpu_offload=True))
+            self.full_state = gather_full_state(self.model)
 
     def on_before_optimizer_step(self, optimizer: torch.optim.Optimizer) -> None:
         """Frozen LLM: text rows get no update. Under FSDP2 Lightning does not clip (``build_trainer``

@@ -240,3 +240,42 @@ def test_reader_encoder_mismatch_is_named():
     cfg = load_config(TokenizerRunConfig, MICRO, ["data.reader.metadata_fields=[]"])
     with pytest.raises(ValueError, match="eval.complexity_field 'complexity' must be listed"):
         check_reader_matches_encoder(cfg)
+
+
+FSDP2_FIT = """
+import json, sys
+from lavit_pl.cli import main
+sys.exit(main(json.loads({argv!r})))
+"""
+
+
+@pytest.mark.slow
+def test_fsdp2_on_two_cpu_processes_exports_the_gathered_full_tokenizer(micro, tmp_path):
+    """ModelParallelStrategy on gloo: the sharded tokenizer's full state is gathered at the end of
+    training and rank 0 exports and evaluates an unsharded copy (the sharded module cannot run alone)."""
+    import os
+    import subprocess
+    import sys
+
+    out = tmp_path / "fsdp2"
+    argv = ["fit", "-c", str(MICRO), *micro_overrides(micro, out, "trainer.devices=2", "trainer.strategy=fsdp2",
+                                                                 "trainer.limit_val_batches=0")]  # 1 val shard, 2 ranks
+    script = tmp_path / "fsdp2_fit.py"  # a file: Lightning re-launches the other rank with this argv
+    script.write_text(FSDP2_FIT.format(argv=json.dumps(argv)))
+    done = subprocess.run([sys.executable, str(script)], cwd=REPO, capture_output=True, text=True, timeout=300,
+                          env={**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)})
+    assert done.returncode == 0, "\n".join(l for l in done.stderr.splitlines() if "lavit_pl" in l or "Error" in l)[-3000:]
+    assert json.loads((out / "DONE.json").read_text())["global_step"] == 6
+    export = out / "export"
+    ours = load_exported_tokenizer(export)  # strict: full shapes under the unsharded key names
+    exported_vit = torch.load(export / "visual_tokenizer/eva_vitg_psz14.bin", weights_only=True)
+    original_vit, _ = openai_clip_to_timm(torch.load(micro[1], weights_only=True))
+    assert all(torch.equal(exported_vit[k], original_vit[k]) for k in original_vit)
+    metrics = json.loads((export / "metrics.json").read_text())
+    cfg = load_config(TokenizerRunConfig, MICRO, micro_overrides(micro, out))
+    dm = ImagesDataModule(cfg.data)
+    dm.setup()
+    with torch.no_grad():
+        kept = sum(len(c) for batch in dm.val_dataloader()
+                   for c in ours.encode_features(ours.encoder.features(batch["image"]))[0])
+    assert metrics["images"] == 160 and metrics["tokens"] == kept and metrics["global_step"] == 6

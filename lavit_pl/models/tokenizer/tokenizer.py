@@ -93,6 +93,12 @@ class DynamicVisualTokenizer(nn.Module):
         """patch_features: (B, N, D) -> keep_mask (B, N) bool, at least one True per image."""
         return self._selection(patch_features)[0].detach() > 0.5
 
+    @torch.no_grad()
+    def patch_features(self, pixels: Tensor) -> Tensor:
+        """Encoder-normalised pixels (B, 3, S, S) (the data reader's output) -> frozen encoder
+        features X (B, N, D)."""
+        return self.encoder.features(pixels)
+
     def encode(self, images: Tensor) -> tuple[list[Tensor], list[Tensor]]:
         """images: (B, 3, H, W) in [0, 1] -> (codes: list of (T_b,) long, features: list of (T_b, D))."""
         return self.encode_features(self.encoder(images))
