@@ -26,6 +26,7 @@ from lavit_pl.modules.tokenizer_module import (
     check_reader_matches_encoder,
 )
 from lavit_pl.utils.checkpoint_io import load_lavit_tokenizer
+from two_rank_launch import run_two_rank_script
 
 REPO = Path(__file__).resolve().parents[2]
 MICRO = REPO / "experiments/stage1/tokenizer_micro.yaml"
@@ -253,17 +254,10 @@ sys.exit(main(json.loads({argv!r})))
 def test_fsdp2_on_two_cpu_processes_exports_the_gathered_full_tokenizer(micro, tmp_path):
     """ModelParallelStrategy on gloo: the sharded tokenizer's full state is gathered at the end of
     training and rank 0 exports and evaluates an unsharded copy (the sharded module cannot run alone)."""
-    import os
-    import subprocess
-    import sys
-
     out = tmp_path / "fsdp2"
     argv = ["fit", "-c", str(MICRO), *micro_overrides(micro, out, "trainer.devices=2", "trainer.strategy=fsdp2",
                                                                  "trainer.limit_val_batches=0")]  # 1 val shard, 2 ranks
-    script = tmp_path / "fsdp2_fit.py"  # a file: Lightning re-launches the other rank with this argv
-    script.write_text(FSDP2_FIT.format(argv=json.dumps(argv)))
-    done = subprocess.run([sys.executable, str(script)], cwd=REPO, capture_output=True, text=True, timeout=300,
-                          env={**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)})
+    done = run_two_rank_script(FSDP2_FIT.format(argv=json.dumps(argv)), tmp_path)
     assert done.returncode == 0, "\n".join(l for l in done.stderr.splitlines() if "lavit_pl" in l or "Error" in l)[-3000:]
     assert json.loads((out / "DONE.json").read_text())["global_step"] == 6
     export = out / "export"
@@ -277,5 +271,5 @@ def test_fsdp2_on_two_cpu_processes_exports_the_gathered_full_tokenizer(micro, t
     dm.setup()
     with torch.no_grad():
         kept = sum(len(c) for batch in dm.val_dataloader()
-                   for c in ours.encode_features(ours.encoder.features(batch["image"]))[0])
+                   for c in ours.encode_features(ours.patch_features(batch["image"]))[0])
     assert metrics["images"] == 160 and metrics["tokens"] == kept and metrics["global_step"] == 6

@@ -24,6 +24,7 @@ from lavit_pl.models.stage2_visual import merge_kept
 from lavit_pl.modules.trainer import build_trainer
 from lavit_pl.modules.unified_lm_module import UnifiedLMModule, build, export
 from stage2_fixtures import micro_world, run_config, save_checkpoints, world_pixels
+from two_rank_launch import run_two_rank_script
 
 VOCAB = UnifiedVocab(300, 16)
 IMG, END, X = 300, 301, -100
@@ -295,8 +296,6 @@ def test_fsdp2_on_two_cpu_processes_trains_checkpoints_and_exports(setup):
     """The paper's strategy (FSDP2 through ModelParallelStrategy) on gloo: each rank's batch differs
     (some without image->text documents), the merger copy and vit_proj live in the root unit, the
     new-row lr hook works on the local shards, and the full state is gathered for the export."""
-    import subprocess
-    import sys
     from pathlib import Path
 
     tmp, world, ckpt = setup
@@ -310,11 +309,7 @@ def test_fsdp2_on_two_cpu_processes_trains_checkpoints_and_exports(setup):
     out = tmp / "run_fsdp2"
     script = FSDP2_SCRIPT.format(tests=str(Path(__file__).parents[1]), ckpt=json.dumps({k: str(v) for k, v in ckpt.items()}),
                                  tmp=str(tmp), world=str(corpus), out=str(out))
-    script_file = tmp / "fsdp2_fit.py"  # a file: Lightning re-launches the other rank with this argv
-    script_file.write_text(script)
-    done = subprocess.run([sys.executable, str(script_file)], cwd=Path(__file__).parents[2], capture_output=True, text=True,
-                          timeout=300, env={**__import__("os").environ, "OMP_NUM_THREADS": "1",
-                               "PYTHONPATH": str(Path(__file__).parents[2])})  # this checkout's lavit_pl
+    done = run_two_rank_script(script, tmp)
     assert done.returncode == 0, done.stderr[-3000:]
     assert json.loads((out / "DONE.json").read_text())["global_step"] == 4
     assert {"__0_0.distcp", "__1_0.distcp"} <= {p.name for p in (out / "checkpoints" / "last.ckpt").iterdir()}  # sharded
