@@ -38,7 +38,8 @@ def score_results(split: PreparedSplit, results: str | Path) -> dict[str, Any]:
 def headline(split: PreparedSplit, scores: dict[str, Any]) -> dict[str, Any]:
     """The report numbers of one split: ``cider`` (pycocoevalcap scale) for captions, plus
     ``cider_<domain>`` for NoCaps; ``vqa_accuracy`` / ``gqa_accuracy`` (percent, official) and the
-    release post-processed ``*_release`` for VQA-type splits."""
+    release post-processed ``*_release`` for VQA-type splits; VQA splits also keep the official
+    evaluator's ``per_question_type`` accuracies (percent) when it reports them."""
     if split.kind == "caption":
         out = {"cider": scores["CIDEr"], "bleu4": scores["Bleu_4"], "num_images": scores["num_images"]}
         for domain, values in scores.get("perDomain", {}).items():
@@ -47,14 +48,20 @@ def headline(split: PreparedSplit, scores: dict[str, Any]) -> dict[str, Any]:
     if split.kind == "gqa":
         return {"gqa_accuracy": scores["accuracy"], "gqa_accuracy_release": scores["release_postprocessed"]["accuracy"],
                 "num_questions": scores["num_questions"]}
-    return {"vqa_accuracy": scores["overall"], "vqa_accuracy_release": scores["release_postprocessed"]["overall"],
-            "num_questions": scores["num_questions"]}
+    out = {"vqa_accuracy": scores["overall"], "vqa_accuracy_release": scores["release_postprocessed"]["overall"],
+           "num_questions": scores["num_questions"]}
+    if scores.get("perQuestionType"):
+        out["per_question_type"] = dict(scores["perQuestionType"])
+        out["per_question_type_release"] = dict(scores["release_postprocessed"]["perQuestionType"])
+    return out
 
 
-RELEASE_KEYS = {"vqa_accuracy": "vqa_accuracy_release", "gqa_accuracy": "gqa_accuracy_release"}
+RELEASE_KEYS = {"vqa_accuracy": "vqa_accuracy_release", "gqa_accuracy": "gqa_accuracy_release",
+                "per_question_type": "per_question_type_release"}
 
 
 def release_view(entry: dict[str, Any]) -> dict[str, Any]:
     """A split entry whose ``vqa_accuracy`` / ``gqa_accuracy`` are the release post-processed
-    numbers (for the report row that shows them under the table's columns); {} for captions."""
+    numbers, per question type too (for the report row that shows them under the table's columns);
+    {} for captions."""
     return {key: entry[release] for key, release in RELEASE_KEYS.items() if release in entry}

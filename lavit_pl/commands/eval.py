@@ -64,6 +64,8 @@ class EvalModelConfig:
 @dataclass
 class ReportConfig:
     table: str = field(default="table1", metadata=_help("report spec (evaluation/reports/tables/<name>.json)"))
+    breakdowns: List[str] = field(default_factory=lambda: ["table1_vqa_types"], metadata=_help(
+        "further report specs written from the same rows (e.g. VQAv2 per question type)"))
     external_rows: Dict[str, str] = field(default_factory=dict, metadata=_help(
         "row -> metrics file of another run (blind, retrieval); missing files are shown as missing"))
 
@@ -192,8 +194,9 @@ def _run(cfg: EvalConfig) -> int:
     else:
         notes = {"prior": "baselines.enabled is false", "constant_caption": "baselines.enabled is false"}
     produced = write_row_metrics(rows, out)
-    report = table1_report(produced, cfg.report.external_rows, cfg.report_protocol, out / "reports",
-                           cfg.report.table, notes)
+    report = [path for table in (cfg.report.table, *cfg.report.breakdowns)
+              for path in table1_report(produced, cfg.report.external_rows, cfg.report_protocol, out / "reports",
+                                        table, notes)]
     summary = {"output_dir": str(out), "generated": generated, "metrics": {k: str(v) for k, v in produced.items()},
                "report": [str(p) for p in report],
                "examples": {s.name: f"{len(s.records)} of {s.num_in_file}" for s in splits}}

@@ -222,6 +222,20 @@ def test_subsets_and_the_blind_row(world):
     blind = next(r for r in table["rows"] if r["name"] == "blind")
     assert blind["cells"]["vqav2"]["value"] == metrics["vqav2"]["vqa_accuracy"]
     assert blind["cells"]["gqa"]["value"] is None and "seeded noise in place of every image" in blind["description"]
+    # the per-question-type table: the official evaluator's perQuestionType, for the same rows
+    types = json.loads((world["out"] / "reports/table1_vqa_types.json").read_text())
+    assert [r["name"] for r in types["rows"] if r["kind"] != "paper"] == [
+        "ours", "ours_release_postprocessed", "ours_describe_then_answer", "prior", "blind", "retrieval"]
+    blind_types = next(r for r in types["rows"] if r["name"] == "blind")["cells"]
+    for key, question_type in (("color", "what color is the"), ("count", "how many"), ("exists", "is there a")):
+        expected = scored["perQuestionType"].get(question_type)
+        assert blind_types[key]["value"] == expected, (key, scored["perQuestionType"])
+    ours_scores = json.loads((world["out"] / "scores/describe_then_answer/vqav2.json").read_text())
+    ours_types = next(r for r in types["rows"] if r["name"] == "ours_describe_then_answer")["cells"]
+    assert {k: ours_types[k]["value"] for k in ("color", "count", "exists", "where")} == {
+        k: ours_scores["perQuestionType"].get(t) for k, t in (("color", "what color is the"), ("count", "how many"),
+                                                             ("exists", "is there a"), ("where", "where is the"))}
+    assert (world["out"] / "reports/table1_vqa_types.md").is_file()
 
 
 def test_missing_inputs_are_named(world, tmp_path, capsys):
