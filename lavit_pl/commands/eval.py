@@ -2,7 +2,8 @@
 
 For every split and protocol: official-format predictions (resumable: a complete split is not
 regenerated), scores from the standalone scorers' code, the model-free baselines on the same
-examples, ``<output_dir>/metrics/<row>.json`` and ``<output_dir>/reports/table1.{json,md}``.
+examples, ``<output_dir>/metrics/<row>.json`` and ``<output_dir>/reports/table1.{json,md}`` (plus
+``report.breakdowns``: ``table1_vqa_types`` by default, VQAv2 per question type).
 With ``retrieval.enabled`` the run makes the ``retrieval`` row instead of a model's rows (the
 stage-0 CLIP's nearest training caption / answer: ``evaluation/table1/retrieval.py``).
 Folder layout: ``evaluation/table1/run.py``; model folder layout: ``docs/eval_model_folder.md``.
