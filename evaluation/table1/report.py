@@ -23,6 +23,11 @@ PREFIX_TEXT = {"ours": ("LaVIT-PL (ours)", "our model"),
                "blind": ("Blind model", "stage 2 trained and evaluated with seeded noise in place of every image (token counts carry no content)")}
 
 
+def is_model_row(name: str) -> bool:
+    """A row made by a model run (``ours``, ``blind_describe_then_answer``...), not a baseline's."""
+    return name.split("_")[0] in PREFIX_TEXT
+
+
 def describe_row(name: str, report_protocol: str) -> tuple[str, str]:
     """(label, description) of a row produced by a model run (``ours``, ``ours_describe_then_answer``,
     ``blind_release_postprocessed`` ...)."""
@@ -51,7 +56,7 @@ def table1_report(produced: Mapping[str, Path], external: Mapping[str, str | Pat
     known = {row.name for row in spec.rows}
     # a baseline this run produced that the table has no row for (no constant caption in a VQA table)
     files: dict[str, list[str]] = {name: [str(path)] for name, path in produced.items()
-                                   if name in known or name.split("_")[0] in PREFIX_TEXT}
+                                   if name in known or is_model_row(name)}
     notes = dict(baseline_notes or {})
     for name, path in external.items():
         if name in files:
@@ -60,7 +65,7 @@ def table1_report(produced: Mapping[str, Path], external: Mapping[str, str | Pat
             files[name] = [str(path)]
         else:
             notes[name] = f"expected {path}: not found"
-    described = {name: describe_row(name, report_protocol) for name in files if name.split("_")[0] in PREFIX_TEXT}
+    described = {name: describe_row(name, report_protocol) for name in files if is_model_row(name)}
     rows: list[ResultRow] = []
     for row in spec.rows:
         if row.name in described:

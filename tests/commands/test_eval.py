@@ -226,15 +226,15 @@ def test_subsets_and_the_blind_row(world):
     types = json.loads((world["out"] / "reports/table1_vqa_types.json").read_text())
     assert [r["name"] for r in types["rows"] if r["kind"] != "paper"] == [
         "ours", "ours_release_postprocessed", "ours_describe_then_answer", "prior", "blind", "retrieval"]
-    blind_types = next(r for r in types["rows"] if r["name"] == "blind")["cells"]
-    for key, question_type in (("color", "what color is the"), ("count", "how many"), ("exists", "is there a")):
-        expected = scored["perQuestionType"].get(question_type)
-        assert blind_types[key]["value"] == expected, (key, scored["perQuestionType"])
+    columns = {"color": "what color is the", "count": "how many", "exists": "is there a", "where": "where is the"}
+
+    def type_cells(row: str) -> dict:
+        cells = next(r for r in types["rows"] if r["name"] == row)["cells"]
+        return {key: cells[key]["value"] for key in columns}
+
     ours_scores = json.loads((world["out"] / "scores/describe_then_answer/vqav2.json").read_text())
-    ours_types = next(r for r in types["rows"] if r["name"] == "ours_describe_then_answer")["cells"]
-    assert {k: ours_types[k]["value"] for k in ("color", "count", "exists", "where")} == {
-        k: ours_scores["perQuestionType"].get(t) for k, t in (("color", "what color is the"), ("count", "how many"),
-                                                             ("exists", "is there a"), ("where", "where is the"))}
+    for row, per_type in (("blind", scored["perQuestionType"]), ("ours_describe_then_answer", ours_scores["perQuestionType"])):
+        assert type_cells(row) == {key: per_type.get(t) for key, t in columns.items()}, (row, per_type)
     assert (world["out"] / "reports/table1_vqa_types.md").is_file()
 
 
