@@ -65,11 +65,17 @@ def drop_color_words(caption: str, colors: list[str]) -> str:
     return re.sub(r"\s{2,}", " ", out).strip()
 
 
+def _word_forms(words: list[str]) -> tuple[dict[str, tuple[str, bool]], re.Pattern]:
+    """{form: (word, is_plural)} for each word and its plural, and a whole-word pattern matching any form."""
+    forms = {plural(w): (w, True) for w in words} | {w: (w, False) for w in words}
+    pattern = re.compile(r"\b(" + "|".join(re.escape(f) for f in sorted(forms, key=len, reverse=True)) + r")\b", re.IGNORECASE)
+    return forms, pattern
+
+
 def swap_kind_words(caption: str, kinds: list[str], generator: torch.Generator) -> str | None:
     """Every kind word (singular or plural) replaced by a different kind drawn at random, plural kept:
     'Two red circles and a square.' -> 'Two red hexagons and a cross.' None if no kind is named."""
-    forms = {plural(k): (k, True) for k in kinds} | {k: (k, False) for k in kinds}
-    pattern = re.compile(r"\b(" + "|".join(re.escape(f) for f in sorted(forms, key=len, reverse=True)) + r")\b", re.IGNORECASE)
+    forms, pattern = _word_forms(kinds)
 
     def replace(match: re.Match) -> str:
         kind, is_plural = forms[match.group(1).lower()]
@@ -79,6 +85,37 @@ def swap_kind_words(caption: str, kinds: list[str], generator: torch.Generator) 
 
     swapped, n = pattern.subn(replace, caption)
     return swapped if n else None
+
+
+def caption_tags(captions: list[str], words: list[str]) -> torch.Tensor:
+    """Multi-hot tags parsed from the text (Tag2Text-style): (B, len(words)) float, 1 where the caption
+    names the word, singular or plural. 'Two red circles and a cross.' with [circle, square, cross]
+    -> [1, 0, 1]."""
+    forms, pattern = _word_forms(words)
+    out = torch.zeros(len(captions), len(words))
+    for i, caption in enumerate(captions):
+        for match in pattern.finditer(caption):
+            out[i, words.index(forms[match.group(1).lower()][0])] = 1.0
+    return out
+
+
+@dataclass
+class CaptionTagConfig:
+    """An auxiliary tagging loss on the image embedding, with tags parsed from each training caption
+    (Tag2Text / RAM mine object tags from paired text the same way): multi-label BCE through a linear
+    head that is not exported. Contrastive training alone learns colours at once but shape kinds
+    barely (zero-shot kind 0.27 after 1,300 steps): a tag per kind word makes kinds a dense target.
+    Its weight must be large because the contrastive gradient otherwise dominates Adam's per-parameter
+    scale. Measured on the tiny world after 1,250 steps (zero-shot kind / colour): weight 5 -> 0.39 /
+    1.0, 25 -> 0.86 / 0.98, 50 -> 0.93 / 0.88, 50 with colour dropout 0.25 -> 0.90 / 0.92. Colour words
+    are left out of the tags on purpose: as tags beside kinds they starve the kinds (0.29)."""
+
+    weight: float = field(default=0.0, metadata={"help": "weight of the tag loss; 0: off"})
+    words: list[str] = field(default_factory=list, metadata={"help": "tag vocabulary; empty: zero_shot.kinds"})
+
+    def __post_init__(self) -> None:
+        if self.weight < 0:
+            raise ValueError(f"tags.weight must be >= 0, got {self.weight}")
 
 
 @dataclass
@@ -96,6 +133,7 @@ class ClipRunConfig(RunConfig):
     data: ImageTextDataConfig = field(default_factory=ImageTextDataConfig)
     zero_shot: ZeroShotConfig = field(default_factory=ZeroShotConfig)
     augment: CaptionAugmentConfig = field(default_factory=CaptionAugmentConfig)
+    tags: CaptionTagConfig = field(default_factory=CaptionTagConfig)
 
 
 class ClipModule(L.LightningModule):
@@ -104,6 +142,8 @@ class ClipModule(L.LightningModule):
         self.cfg = cfg
         self.tokenizer = ClipTextTokenizer(cfg.model.context_length)
         self.model = build_clip(cfg.model)
+        self.tag_words = (cfg.tags.words or cfg.zero_shot.kinds) if cfg.tags.weight > 0 else []
+        self.tag_head = torch.nn.Linear(cfg.model.embed_dim, len(self.tag_words)) if self.tag_words else None
         self._zs: dict[str, list[int]] = {"kind_hit": [], "color_hit": []}
         self._aug_rng = torch.Generator().manual_seed(cfg.seed)
 
@@ -124,11 +164,19 @@ class ClipModule(L.LightningModule):
         captions = self._augment(batch["caption"])
         negatives = self._kind_negatives(captions)
         text = self.tokenizer(captions + negatives).to(self.device)
-        img = F.normalize(self.model.encode_image(batch["image"]), dim=-1)  # (B, E)
+        img_emb = self.model.encode_image(batch["image"])  # (B, E)
+        img = F.normalize(img_emb, dim=-1)
         txt = F.normalize(self.model.encode_text(text), dim=-1)  # (B + B', E)
         b = img.shape[0]
         loss = contrastive_loss(img, txt[:b], self.model.logit_scale.exp().clamp(max=100), txt[b:] if negatives else None)
-        self.log("train/loss", loss, prog_bar=True, batch_size=img.shape[0])
+        self.log("train/contrastive_loss", loss, batch_size=b)
+        if self.tag_head is not None:
+            # tags from the caption as written: colour dropout removes no tag word
+            target = caption_tags(batch["caption"], self.tag_words).to(img_emb)
+            tag_loss = F.binary_cross_entropy_with_logits(self.tag_head(img_emb), target)
+            self.log("train/tag_loss", tag_loss, batch_size=b)
+            loss = loss + self.cfg.tags.weight * tag_loss
+        self.log("train/loss", loss, prog_bar=True, batch_size=b)
         return loss
 
     @torch.no_grad()
@@ -165,8 +213,8 @@ class ClipModule(L.LightningModule):
 
     def configure_optimizers(self) -> Any:
         o = self.cfg.optim
-        decay = [p for n, p in self.model.named_parameters() if p.ndim >= 2 and "embedding" not in n]
-        no_decay = [p for n, p in self.model.named_parameters() if not (p.ndim >= 2 and "embedding" not in n)]
+        decay = [p for n, p in self.named_parameters() if p.ndim >= 2 and "embedding" not in n]
+        no_decay = [p for n, p in self.named_parameters() if not (p.ndim >= 2 and "embedding" not in n)]
         opt = torch.optim.AdamW(
             [{"params": decay, "weight_decay": o.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
             lr=o.lr, betas=tuple(o.betas), eps=o.eps,

@@ -9,7 +9,7 @@ import torch
 
 from lavit_pl.cli import main
 from lavit_pl.models.clip import contrastive_loss
-from lavit_pl.modules.clip_module import drop_color_words, swap_kind_words
+from lavit_pl.modules.clip_module import caption_tags, drop_color_words, swap_kind_words
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -81,3 +81,38 @@ def test_kind_negatives_count_per_caption_and_config_check():
     assert {n.split(" ")[0] for n in negatives} == {"A", "Two"}
     with pytest.raises(ConfigError, match="augment.kind_negatives must be >= 0"):
         load_config(ClipRunConfig, REPO / "experiments/stage0/clip_micro.yaml", ["augment.kind_negatives=-1"])
+
+
+def test_caption_tags_whole_words_singular_and_plural():
+    words = ["circle", "square", "cross"]
+    tags = caption_tags(["Two red circles and a Cross.", "A squared shape.", "Three squares, a circle."], words)
+    torch.testing.assert_close(tags, torch.tensor([[1.0, 0.0, 1.0], [0.0, 0.0, 0.0], [1.0, 1.0, 0.0]]))
+
+
+def test_tag_loss_adds_weighted_bce_of_caption_tags():
+    """training_step = contrastive term + tags.weight * BCE(tag head on the raw image embedding, caption tags)."""
+    import torch.nn.functional as F
+
+    from lavit_pl.config import load_config
+    from lavit_pl.modules.clip_module import ClipModule, ClipRunConfig
+
+    overrides = ["tags.weight=3.0", "augment.color_dropout=0.0", "augment.kind_negatives=0",
+                 "zero_shot.kinds=[circle,square,cross]", "zero_shot.colors=[red,blue]"]
+    cfg = load_config(ClipRunConfig, REPO / "experiments/stage0/clip_micro.yaml", overrides)
+    torch.manual_seed(0)
+    module = ClipModule(cfg)
+    assert module.tag_words == ["circle", "square", "cross"]
+    captions = ["A red circle.", "Two blue squares and a cross.", "A blue shape."]
+    images = torch.randn(3, 3, cfg.model.image_size, cfg.model.image_size)
+    loss = module.training_step({"image": images, "caption": captions}, 0)
+    with torch.no_grad():
+        emb = module.model.encode_image(images)
+        txt = F.normalize(module.model.encode_text(module.tokenizer(captions)), dim=-1)
+        contrastive = contrastive_loss(F.normalize(emb, dim=-1), txt, module.model.logit_scale.exp())
+        target = torch.tensor([[1.0, 0, 0], [0, 1, 1], [0, 0, 0]])
+        logits = module.tag_head(emb)
+        bce = -(target * F.logsigmoid(logits) + (1 - target) * F.logsigmoid(-logits)).mean()
+    torch.testing.assert_close(loss.detach(), contrastive + 3.0 * bce)
+    assert "tag_head.weight" not in module.model.state_dict()  # the head is not part of the exported CLIP
+    off = ClipModule(load_config(ClipRunConfig, REPO / "experiments/stage0/clip_micro.yaml", ["tags.weight=0"] + overrides[1:]))
+    assert off.tag_head is None
