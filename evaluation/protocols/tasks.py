@@ -25,7 +25,11 @@ image comes first in every step.
 ``describe_then_answer`` (ours): step 1 is the model's own caption of the image with the captioning
   settings above (text after ``[/IMG]``: empty); step 2 is ``{caption} Question: {question} Answer:``
   with the VQA settings, the image still before the caption. VizWiz keeps the release's
-  answerability step first (three steps: answerable, caption, answer).
+  answerability step first (three steps: answerable, caption, answer). Version 2 keeps the
+  question's case (the release's other question operations stay): the question follows the
+  model's own sentence, as in text, and a small LM reads it much better so. Measured with the tiny
+  stage-0 LLaMA reading the world's ground-truth scene descriptions before 300 train-split VQAv2-like
+  questions: 43.4 % lowercased, 61.1 % as written (README, Status).
 """
 from __future__ import annotations
 
@@ -49,6 +53,9 @@ ANSWER_OPS = (
     TextOp("strip"),
     TextOp("lowercase"),
 )
+
+# describe-then-answer (ours): the release's question operations without lowercasing
+CASED_QUESTION_OPS = tuple(op for op in QUESTION_OPS if op.kind != "lowercase")
 
 VQA_TEMPLATE = "Question: {question} Answer:"
 ANSWERABLE_TEMPLATE = 'Question: Is the question: "{question}" answerable? Answer:'
@@ -75,12 +82,13 @@ VQA_BENCHMARKS = {
 }
 
 
-def _task(protocol: str, name: str, steps: tuple[PromptStep, ...], description: str, question_ops=QUESTION_OPS) -> Task:
+def _task(protocol: str, name: str, steps: tuple[PromptStep, ...], description: str, question_ops=QUESTION_OPS,
+          version: int = 1) -> Task:
     reader, split, metrics, result_keys = {**CAPTION_BENCHMARKS, **VQA_BENCHMARKS}[name]
     return Task(
         name=name,
         protocol=protocol,
-        version=1,
+        version=version,
         reader=reader,
         split=split,
         steps=steps,
@@ -104,7 +112,8 @@ def _register_all() -> None:
         steps = (CAPTION_STEP, ANSWER_AFTER_CAPTION_STEP)
         if name == "vizwiz":
             steps = (ANSWERABLE_STEP, *steps)
-        register_task(_task("describe_then_answer", name, steps, "own caption first, then the VQA prompt after it"))
+        register_task(_task("describe_then_answer", name, steps, "own caption first, then the VQA prompt after it",
+                            question_ops=CASED_QUESTION_OPS, version=2))
 
 
 _register_all()

@@ -167,7 +167,7 @@ def test_describe_then_answer_feeds_its_caption_into_the_question(world):
     first = trace[0]  # question 42000: "Is there a dog?"
     assert first["id"] == 42000 and first["prompts"]["caption"] == ""
     assert first["outputs"]["caption"]
-    assert first["prompts"]["answer"] == f"{first['outputs']['caption']} Question: is there a dog? Answer:"
+    assert first["prompts"]["answer"] == f"{first['outputs']['caption']} Question: Is there a dog? Answer:"  # case kept
     release = json.loads((world["out"] / "predictions/release/vqav2.trace.json").read_text())
     assert release[0]["prompts"] == {"answer": "Question: is there a dog? Answer:"}
     vizwiz = json.loads((world["out"] / "predictions/describe_then_answer/vizwiz.trace.json").read_text())

@@ -153,7 +153,7 @@ def test_describe_then_answer_feeds_the_caption_into_the_question_prompt(model, 
     answers = [r for r in seen if r.step == "answer"]
     assert [r.text for r in captions] == ["", ""] and [r.image for r in captions] == images[:2]
     assert [r.image for r in answers] == images[:2]  # the image is still before the caption
-    for out, request, question in zip(outputs, answers, ["what color is the circle?", "how many squares in all?"]):
+    for out, request, question in zip(outputs, answers, ["What COLOR is the circle?", "How many squares in all?"]):
         assert out.outputs["caption"]  # a non-empty caption was generated ...
         assert request.text == f"{out.outputs['caption']} Question: {question} Answer:"  # ... and fed to step 2
         assert out.prompts["answer"] == request.text

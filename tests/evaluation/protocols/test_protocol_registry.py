@@ -36,6 +36,9 @@ def test_release_settings_are_the_authors():
     assert [s.template for s in dta.steps] == [
         'Question: Is the question: "{question}" answerable? Answer:', "", "{caption} Question: {question} Answer:"
     ]
+    # ours keeps the question's case (v2); everything else the release does to a question stays
+    assert dta.version == 2 and dta.question_ops == tuple(op for op in vqa.question_ops if op.kind != "lowercase")
+    assert vqa.question_ops[0] == TextOp("lowercase")
     # paper: same as release except VizWiz (one VQA step)
     for name in ("nocaps", "flickr30k", "vqav2", "okvqa", "gqa"):
         assert get_task(f"paper/{name}").steps == get_task(f"release/{name}").steps

@@ -24,7 +24,7 @@ def test_describe_then_answer_chains_the_caption_into_the_question_prompt():
     (out,) = run_task(get_task("describe_then_answer/vqav2"), records, generate)
     assert [c.step for c in calls] == ["caption", "answer"]
     assert calls[0].text == ""  # captioning: the image alone
-    assert calls[1].text == "A red circle left of a blue square Question: what color is the circle? Answer:"
+    assert calls[1].text == "A red circle left of a blue square Question: What color is the circle? Answer:"  # case kept (v2)
     assert all(c.image == "img0.jpg" for c in calls)  # the image stays before every step's text
     assert (calls[0].generation.num_beams, calls[0].generation.min_new_tokens, calls[0].generation.max_new_tokens) == (2, 8, 36)
     assert (calls[1].generation.num_beams, calls[1].generation.max_new_tokens, calls[1].generation.length_penalty) == (5, 10, 0.0)
