@@ -3,8 +3,8 @@
 Describe-then-answer (evaluation/protocols/tasks.py) has the model caption the image, then answer
 after its own caption. Its ceiling is the LM's reading: this probe puts the Shapes world's
 ground-truth scene description (``scene_description``, what the corpus's reading documents start
-from) where the caption goes and asks the question with the protocol's decoding and answer
-operations, under each question form (the release's lowercased question, or the question as
+from) in the caption step's place and runs the registered task itself (its templates, decoding and
+cuts), under each question form (the release's lowercased question, or the question as
 written), scored by the official VQA rule. No image and no visual token is involved, so it runs on
 the stage-0 LLaMA export (or any HF causal LM folder with its tokenizer).
 
@@ -17,8 +17,8 @@ training data, so train questions are as unseen to the LM as val ones.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
-from collections import defaultdict
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -26,22 +26,24 @@ import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedTokenizerBase
 
 from evaluation.benchmarks.vqa import VQAQuestion, read_vqa
-from evaluation.metrics.vqa import vqa_question_accuracy
-from evaluation.protocols.spec import TextOp, apply_ops
-from evaluation.protocols.tasks import (
-    ANSWER_OPS, CAPTION_OPS, CASED_QUESTION_OPS, DESCRIBE_THEN_ANSWER_TEMPLATE, QUESTION_OPS, VQA_GENERATION,
-)
+from evaluation.metrics.vqa import vqa_question_accuracy, vqa_score_summary
+from evaluation.protocols.registry import get_task
+from evaluation.protocols.runner import GenerationRequest, run_task
+from evaluation.protocols.spec import GenerationSettings, TextOp
+from evaluation.protocols.tasks import CASED_QUESTION_OPS, QUESTION_OPS
 from lavit_pl.data.shapes.captions import scene_description
+from lavit_pl.data.shapes.heldout import SCENES_FILE
 from lavit_pl.data.shapes.scene import Scene
 
 QUESTION_FORMS: dict[str, tuple[TextOp, ...]] = {"lowercased (release)": QUESTION_OPS, "as written": CASED_QUESTION_OPS}
-Answerer = Callable[[Sequence[str]], list[str]]
+TASK = "describe_then_answer/vqav2"
+Answerer = Callable[[Sequence[str], GenerationSettings], list[str]]  # (prompts, decoding) -> raw texts
 
 
 def scene_descriptions(data_root: Path, split: str) -> dict[str, str]:
     """VQAv2-like image file name -> ground-truth description, from the world's scenes.jsonl."""
     prefix = f"vqav2/{split}/"
-    path = data_root / "scenes.jsonl"
+    path = data_root / SCENES_FILE
     out = {}
     with path.open() as f:
         for line_no, line in enumerate(f, 1):
@@ -56,42 +58,39 @@ def scene_descriptions(data_root: Path, split: str) -> dict[str, str]:
     return out
 
 
-def reading_prompt(description: str, question: str, question_ops: tuple[TextOp, ...]) -> str:
-    """The describe-then-answer prompt with ``description`` as the caption (cut as captions are)."""
-    caption = apply_ops(CAPTION_OPS, description)
-    return DESCRIBE_THEN_ANSWER_TEMPLATE.format(caption=caption, question=apply_ops(question_ops, question))
-
-
 def probe(questions: Sequence[VQAQuestion], descriptions: dict[str, str], answer: Answerer,
-          question_ops: tuple[TextOp, ...]) -> dict[str, float]:
-    """Percent accuracy overall and per question type of ``answer`` on the reading prompts."""
+          question_ops: tuple[TextOp, ...]) -> dict:
+    """Run the registered describe-then-answer task with ``question_ops``, the caption step answered by
+    the ground-truth description and the answer step by ``answer``; the official VQA summary
+    (``overall``, ``perQuestionType``, ``num_questions``) in percent."""
     missing = [q.image_file for q in questions if q.image_file not in descriptions]
     if missing:
         raise ValueError(f"no scene description for {len(missing)} images, e.g. {missing[0]}")
-    prompts = [reading_prompt(descriptions[q.image_file], q.question, question_ops) for q in questions]
-    predictions = [apply_ops(ANSWER_OPS, text) for text in answer(prompts)]
-    by_type: dict[str, list[float]] = defaultdict(list)
-    for q, pred in zip(questions, predictions, strict=True):
-        by_type[q.question_type].append(vqa_question_accuracy(pred, q.answers))
-    scores = [s for values in by_type.values() for s in values]
-    result = {"overall": 100 * sum(scores) / len(scores)}
-    result.update({k: 100 * sum(v) / len(v) for k, v in sorted(by_type.items())})
-    return result
+    task = dataclasses.replace(get_task(TASK), question_ops=question_ops)
+
+    def generate(requests: list[GenerationRequest]) -> list[str]:  # one step per call (run_task's batches)
+        if requests[0].step == "caption":
+            return [descriptions[r.image] for r in requests]
+        return answer([r.text for r in requests], requests[0].generation)
+
+    outputs = run_task(task, [{"image": q.image_file, "question": q.question} for q in questions], generate)
+    scores = [vqa_question_accuracy(out.prediction, q.answers) for q, out in zip(questions, outputs, strict=True)]
+    return vqa_score_summary(scores, [q.question_type for q in questions])
 
 
 def hf_answerer(model_dir: str | Path) -> Answerer:
-    """The protocol's VQA decoding (beam 5, 2-10 new tokens) through ``generate``; the prompt starts
-    with BOS, as the corpus's reading documents do (text alone: there is no image before it)."""
+    """Decoding through ``generate`` with the step's settings; the prompt starts with BOS, as the
+    corpus's reading documents do (text alone: there is no image before it)."""
     tokenizer: PreTrainedTokenizerBase = AutoTokenizer.from_pretrained(model_dir)
     model = AutoModelForCausalLM.from_pretrained(model_dir).eval()
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
 
     @torch.no_grad()
-    def answer(prompts: Sequence[str]) -> list[str]:
+    def answer(prompts: Sequence[str], settings: GenerationSettings) -> list[str]:
         out = []
         for prompt in prompts:  # one at a time: no padding side to get right for a left-to-right LM
             ids = tokenizer(prompt, return_tensors="pt").input_ids
-            generated = model.generate(ids, pad_token_id=pad, **VQA_GENERATION.generate_kwargs())
+            generated = model.generate(ids, pad_token_id=pad, **settings.generate_kwargs())
             out.append(tokenizer.decode(generated[0, ids.shape[1]:], skip_special_tokens=True))
         return out
 
@@ -112,7 +111,7 @@ def main(argv: list[str] | None = None) -> int:
     answer = hf_answerer(args.model)
     for form, ops in QUESTION_FORMS.items():
         scores = probe(questions, descriptions, answer, ops)
-        per_type = ", ".join(f"{k} {v:.1f}" for k, v in scores.items() if k != "overall")
+        per_type = ", ".join(f"{k} {v:.1f}" for k, v in sorted(scores["perQuestionType"].items()))
         print(f"{form:22s} {scores['overall']:5.1f}  ({per_type}; {len(questions)} questions)", flush=True)
     return 0
 

@@ -1,28 +1,43 @@
-"""The reading probe: ground-truth description in the caption's place, protocol question forms, VQA scoring."""
+"""The reading probe: ground-truth description in the caption step's place, the registered task's prompts
+under each question form, official VQA scoring."""
 import json
 
 import pytest
 
 from evaluation.benchmarks.vqa import VQAQuestion
-from evaluation.table1.reading_probe import QUESTION_FORMS, probe, reading_prompt, scene_descriptions
+from evaluation.protocols.tasks import VQA_GENERATION
+from evaluation.table1.reading_probe import QUESTION_FORMS, probe, scene_descriptions
 from lavit_pl.data.shapes.scene import Scene, Shape
 
+IMAGE = "COCO_train2014_000000000001.jpg"
 SCENE = Scene("gray", (Shape("circle", "red", "small", 0, 0.1, 0.1), Shape("square", "blue", "large", 8, 0.9, 0.9)))
 DESCRIPTION = ("The picture shows two shapes on a gray background: a small red circle in the top left corner "
                "and a large blue square in the bottom right corner.")
 
 
 def _question(qid, question, qtype, answers):
-    return VQAQuestion(qid, 1, question, "COCO_train2014_000000000001.jpg", qtype, "other", answers[0], tuple(answers))
+    return VQAQuestion(qid, 1, question, IMAGE, qtype, "other", answers[0], tuple(answers))
+
+
+def _prompts_seen(question, question_ops):
+    seen = []
+
+    def answer(prompts, settings):
+        seen.extend(prompts)
+        assert settings == VQA_GENERATION  # the task's answer-step decoding
+        return ["red"] * len(prompts)
+
+    probe([_question(1, question, "what color is the", ["red"] * 10)], {IMAGE: DESCRIPTION}, answer, question_ops)
+    return seen
 
 
 def test_prompt_is_the_describe_then_answer_prompt_with_the_description_as_caption():
     lowercased, as_written = QUESTION_FORMS.values()
     caption = DESCRIPTION[:-1]  # captions are cut before their first '.'
-    assert reading_prompt(DESCRIPTION, "What color is the circle?", lowercased) == \
-        f"{caption} Question: what color is the circle? Answer:"
-    assert reading_prompt(DESCRIPTION, "What color is the circle (in all)?", as_written) == \
-        f"{caption} Question: What color is the circle in all? Answer:"
+    assert _prompts_seen("What color is the circle?", lowercased) == \
+        [f"{caption} Question: what color is the circle? Answer:"]
+    assert _prompts_seen("What color is the circle (in all)?", as_written) == \
+        [f"{caption} Question: What color is the circle in all? Answer:"]
 
 
 def test_scene_descriptions_read_the_split_from_scenes_jsonl(tmp_path):
@@ -41,18 +56,21 @@ def test_probe_scores_the_cut_answers_by_the_official_rule_per_type():
     replies = {1: " Red, I think", 2: " 2\nQuestion: x", 3: " yes."}
     seen = []
 
-    def answer(prompts):
+    def answer(prompts, settings):
         seen.extend(prompts)
         return [replies[i + 1] for i in range(len(prompts))]
 
-    scores = probe(questions, {"COCO_train2014_000000000001.jpg": DESCRIPTION}, answer, QUESTION_FORMS["as written"])
+    scores = probe(questions, {IMAGE: DESCRIPTION}, answer, QUESTION_FORMS["as written"])
     assert seen[1].endswith("Question: How many squares are there? Answer:")
+    per_type = scores["perQuestionType"]
     # "red" matches 10 of 10; "2" matches 2 of 10: official leave-one-out mean = (8 * 2/3 + 2 * 1/3) / 10
-    assert scores["what color is the"] == 100.0 and scores["is there a"] == 0.0
-    assert scores["how many"] == pytest.approx(100 * (8 * 2 / 3 + 2 * 1 / 3) / 10)
-    assert scores["overall"] == pytest.approx((100 + scores["how many"]) / 3)
+    assert per_type["what color is the"] == 100.0 and per_type["is there a"] == 0.0
+    assert per_type["how many"] == pytest.approx(100 * (8 * 2 / 3 + 2 * 1 / 3) / 10)
+    assert scores["overall"] == round((100 + per_type["how many"]) / 3, 2)  # official rounding
+    assert scores["num_questions"] == 3
 
 
 def test_probe_names_a_missing_description():
-    with pytest.raises(ValueError, match="no scene description for 1 images, e.g. COCO_train2014_000000000001.jpg"):
-        probe([_question(1, "Is there a cross?", "is there a", ["no"] * 10)], {}, lambda p: ["no"], QUESTION_FORMS["as written"])
+    with pytest.raises(ValueError, match=f"no scene description for 1 images, e.g. {IMAGE}"):
+        probe([_question(1, "Is there a cross?", "is there a", ["no"] * 10)], {}, lambda p, s: ["no"],
+              QUESTION_FORMS["as written"])
