@@ -12,7 +12,7 @@ speed-up of each batched path over the loop, e.g. ``merger inference-padded vs l
 
     python benchmarks/merger_parallel.py            # B=64, N=256 on CPU (a few minutes on 2 cores)
     python benchmarks/merger_parallel.py --quick    # B=16, for a smoke run
-    python benchmarks/merger_parallel.py --device cuda --paper-depth 12
+    python benchmarks/merger_parallel.py --device cuda --paper-depth 12 [--dtype bfloat16]
 """
 from __future__ import annotations
 
@@ -46,18 +46,20 @@ def _time(fn, repeats: int, device: torch.device):
     return statistics.median(times), out
 
 
-def make_inputs(batch: int, patches: int, width: int, device: torch.device, seed: int = 0):
+def make_inputs(batch: int, patches: int, width: int, device: torch.device, dtype: torch.dtype = torch.float32,
+                seed: int = 0):
     g = torch.Generator().manual_seed(seed)
     x = torch.randn(batch, patches, width, generator=g)
     keep = torch.rand(batch, patches, generator=g) < 1.0 / 3.0
     keep[:, 0] |= ~keep.any(dim=1)  # at least one kept token per image
-    return x.to(device), keep.to(device)
+    return x.to(device, dtype), keep.to(device)
 
 
-def run_width(label: str, cfg: TokenMergerConfig, batch: int, patches: int, repeats: int, device: torch.device) -> None:
+def run_width(label: str, cfg: TokenMergerConfig, batch: int, patches: int, repeats: int, device: torch.device,
+              dtype: torch.dtype = torch.float32) -> None:
     torch.manual_seed(0)
-    merger = TokenMerger(cfg).to(device).eval()
-    x, keep = make_inputs(batch, patches, cfg.width, device)
+    merger = TokenMerger(cfg).to(device, dtype).eval()
+    x, keep = make_inputs(batch, patches, cfg.width, device, dtype)
 
     def masked():
         return merger(x, keep)
@@ -72,11 +74,11 @@ def run_width(label: str, cfg: TokenMergerConfig, batch: int, patches: int, repe
         t_masked, out_masked = _time(masked, repeats, device)
         t_padded, (ref, valid) = _time(padded, repeats, device)
         t_loop, out_loop = _time(loop, repeats, device)
-        # Same numbers from all three paths (fp32 rounding only).
+        # Same numbers from all three paths (rounding of the dtype only).
         diff_masked = (out_masked[keep] - ref[valid]).abs().max().item()
         diff_loop = max((o[0] - ref[b][valid[b]]).abs().max().item() for b, o in enumerate(out_loop))
     kept = keep.sum(dim=1).float()
-    print(f"# {label}: B={batch} N={patches} D={cfg.width} heads={cfg.num_heads} mlp={cfg.mlp_dim} blocks={cfg.depth} "
+    print(f"# {label}: {str(dtype).removeprefix('torch.')} B={batch} N={patches} D={cfg.width} heads={cfg.num_heads} mlp={cfg.mlp_dim} blocks={cfg.depth} "
           f"kept/image mean={kept.mean():.1f} max={kept.max():.0f}; max |diff| vs padded: masked {diff_masked:.1e}, loop {diff_loop:.1e}")
     print(f"# {label}: seconds per call: masked {t_masked:.3f}, padded {t_padded:.3f}, loop {t_loop:.3f}")
     print(f"merger masked-training vs loop ({label}): {t_loop / t_masked:.2f}x")
@@ -86,6 +88,8 @@ def run_width(label: str, cfg: TokenMergerConfig, batch: int, patches: int, repe
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--device", default="cpu", help="cpu or cuda[:i]")
+    parser.add_argument("--dtype", default="float32", choices=("float32", "bfloat16"),
+                        help="weights and inputs (bfloat16: what a bf16 GPU run computes in)")
     parser.add_argument("--batch", type=int, default=64)
     parser.add_argument("--patches", type=int, default=256)
     parser.add_argument("--paper-depth", type=int, default=1, help="blocks at paper width (paper: 12)")
@@ -104,10 +108,11 @@ def main(argv: list[str] | None = None) -> None:
     device = torch.device(args.device)
     print(f"# torch {torch.__version__}, device {device}, CPU threads {torch.get_num_threads()}")
     tiny = TokenMergerConfig(width=args.tiny_width, depth=args.tiny_depth, num_heads=4, mlp_dim=4 * args.tiny_width)
-    run_width("tiny", tiny, args.batch, args.patches, args.repeats, device)
+    dtype = getattr(torch, args.dtype)
+    run_width("tiny", tiny, args.batch, args.patches, args.repeats, device, dtype)
     if not args.skip_paper:
         paper = TokenMergerConfig(width=1408, depth=args.paper_depth, num_heads=16, mlp_dim=6144)
-        run_width("paper width", paper, args.batch, args.patches, args.paper_repeats, device)
+        run_width("paper width", paper, args.batch, args.patches, args.paper_repeats, device, dtype)
 
 
 if __name__ == "__main__":

@@ -4,9 +4,10 @@ transformers' ``sdpa`` path turns restarting position ids into an (S x S) block-
 row, so every row pays for all S^2 query-key pairs although a document only sees its own prefix.
 Variable-length kernels (flash-attention's varlen, used by ``flash_attention_2``) read document
 boundaries instead, from the ``cu_seq_lens_*`` keyword arguments transformers passes down to the
-attention function. ``sdpa_packed`` reads the same arguments and runs SDPA once per document, so
-the attention cost is the sum of the documents' own squares; without those arguments (generation,
-padded batches) it is exactly transformers' ``sdpa``. Importing this module registers it.
+attention function. On the CPU ``sdpa_packed`` reads the same arguments and runs SDPA once per
+document, so the attention cost is the sum of the documents' own squares. On a GPU it is transformers'
+``sdpa`` with the block-diagonal mask (see ``per_document_attention``); without those arguments
+(generation, padded batches) it is exactly transformers' ``sdpa``. Importing this module registers it.
 """
 from __future__ import annotations
 
@@ -36,16 +37,28 @@ def document_boundaries(position_ids: torch.Tensor) -> dict[str, torch.Tensor | 
     return {"cu_seq_lens_q": cu, "cu_seq_lens_k": cu, "max_length_q": longest, "max_length_k": longest}
 
 
+def per_document_attention(query: torch.Tensor) -> bool:
+    """Whether packed rows take one SDPA call per document (the CPU) or the block-diagonal mask (a GPU).
+
+    On a GPU a kernel launch per document and layer costs more than the masked S x S work: on an H100
+    in bf16, transformers' SDPA with the block-diagonal mask ran 6.6x (4 x 256 LLaMA, S = 512) and 5.5x
+    (8 x 2048, S = 2048) the non-padding tokens/s of the per-document loop (benchmarks/packing.py).
+    A flash varlen kernel (one launch, no mask) would beat both; it is not wired in: untested here.
+    """
+    return not query.is_cuda
+
+
 def packed_sdpa_attention(module: torch.nn.Module, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,
                           attention_mask: torch.Tensor | None, dropout: float = 0.0,
                           scaling: float | None = None, **kwargs) -> tuple[torch.Tensor, None]:
     """transformers attention function: query (R, H, S, d), key/value (R, H_kv, S, d) -> ((R, S, H, d), None).
 
-    With ``cu_seq_lens_q`` (and no KV cache: query and key of equal length), causal SDPA per document
-    of the flattened rows; otherwise transformers' own SDPA with ``attention_mask``.
+    With ``cu_seq_lens_q`` (and no KV cache: query and key of equal length) on the CPU, causal SDPA per
+    document of the flattened rows; otherwise transformers' own SDPA with ``attention_mask`` (for
+    packed rows, the block-diagonal mask transformers builds from the restarting position ids).
     """
     cu = kwargs.get("cu_seq_lens_q")
-    if cu is None or query.shape[2] != key.shape[2]:
+    if cu is None or query.shape[2] != key.shape[2] or not per_document_attention(query):
         return sdpa_attention_forward(module, query, key, value, attention_mask, dropout=dropout,
                                       scaling=scaling, **kwargs)
     rows, heads, length, head_dim = query.shape
