@@ -24,6 +24,7 @@ _TEXT_OP_ARGS: dict[str, type | None] = {
     "delete_chars": str,  # every occurrence of each of these characters is removed
     "cut_at": tuple,  # keep the text before the earliest occurrence of any of these separators
     "max_words": int,  # keep the first n words, split on single spaces
+    "prefix": str,  # arg + " " + the left-stripped text: the output of a step whose prompt began it
 }
 
 
@@ -44,6 +45,8 @@ class TextOp:
             raise ValueError(f"TextOp.arg: '{self.kind}' needs a {want.__name__}, got {self.arg!r}")
         if self.kind == "cut_at" and not (self.arg and all(isinstance(s, str) and s for s in self.arg)):
             raise ValueError(f"TextOp.arg: 'cut_at' needs non-empty separator strings, got {self.arg!r}")
+        if self.kind == "prefix" and not self.arg.strip():
+            raise ValueError("TextOp.arg: 'prefix' needs a non-empty string")
         if self.kind == "max_words" and self.arg < 1:
             raise ValueError(f"TextOp.arg: 'max_words' needs n >= 1, got {self.arg}")
 
@@ -60,6 +63,8 @@ class TextOp:
             for sep in self.arg:  # successive prefix cuts = cut at the earliest separator
                 text = text.split(sep, 1)[0]
             return text
+        if self.kind == "prefix":
+            return f"{self.arg} {text.lstrip()}"
         words = text.split(" ")  # max_words
         return " ".join(words[: self.arg]) if len(words) > self.arg else text
 

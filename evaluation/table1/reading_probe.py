@@ -2,9 +2,9 @@
 
 Describe-then-answer (evaluation/protocols/tasks.py) has the model caption the image, then answer
 after its own caption. Its ceiling is the LM's reading: this probe puts the Shapes world's
-ground-truth scene description (``scene_description``, what the corpus's reading documents start
-from) in the caption step's place and runs the registered task itself (its templates, decoding and
-cuts), under each question form (the release's lowercased question, or the question as
+ground-truth caption in the task's caption template (``there_is_caption``: every shape with size,
+colour, kind and position, what the corpus's reading documents describe) in the caption step's
+place and runs the registered task itself (its templates, decoding and cuts), under each question form (the release's lowercased question, or the question as
 written), scored by the official VQA rule. No image and no visual token is involved, so it runs on
 the stage-0 LLaMA export (or any HF causal LM folder with its tokenizer).
 
@@ -31,7 +31,7 @@ from evaluation.protocols.registry import get_task
 from evaluation.protocols.runner import GenerationRequest, run_task
 from evaluation.protocols.spec import GenerationSettings, TextOp
 from evaluation.protocols.tasks import CASED_QUESTION_OPS, QUESTION_OPS
-from lavit_pl.data.shapes.captions import scene_description
+from lavit_pl.data.shapes.captions import there_is_caption
 from lavit_pl.data.shapes.heldout import SCENES_FILE
 from lavit_pl.data.shapes.scene import Scene
 
@@ -41,7 +41,7 @@ Answerer = Callable[[Sequence[str], GenerationSettings], list[str]]  # (prompts,
 
 
 def scene_descriptions(data_root: Path, split: str) -> dict[str, str]:
-    """VQAv2-like image file name -> ground-truth description, from the world's scenes.jsonl."""
+    """VQAv2-like image file name -> ground-truth "There is ..." caption, from the world's scenes.jsonl."""
     prefix = f"vqav2/{split}/"
     path = data_root / SCENES_FILE
     out = {}
@@ -50,7 +50,7 @@ def scene_descriptions(data_root: Path, split: str) -> dict[str, str]:
             record = json.loads(line)
             if record["path"].startswith(prefix):
                 try:
-                    out[record["path"][len(prefix):]] = scene_description(Scene.from_json(record["scene"]))
+                    out[record["path"][len(prefix):]] = there_is_caption(Scene.from_json(record["scene"]))
                 except (KeyError, TypeError, ValueError) as e:
                     raise ValueError(f"{path}:{line_no}: not a scene record ({e})") from e
     if not out:
@@ -61,8 +61,8 @@ def scene_descriptions(data_root: Path, split: str) -> dict[str, str]:
 def probe(questions: Sequence[VQAQuestion], descriptions: dict[str, str], answer: Answerer,
           question_ops: tuple[TextOp, ...]) -> dict:
     """Run the registered describe-then-answer task with ``question_ops``, the caption step answered by
-    the ground-truth description and the answer step by ``answer``; the official VQA summary
-    (``overall``, ``perQuestionType``, ``num_questions``) in percent."""
+    the ground-truth caption (its continuation of the step's prompt) and the answer step by ``answer``;
+    the official VQA summary (``overall``, ``perQuestionType``, ``num_questions``) in percent."""
     missing = [q.image_file for q in questions if q.image_file not in descriptions]
     if missing:
         raise ValueError(f"no scene description for {len(missing)} images, e.g. {missing[0]}")
@@ -70,12 +70,19 @@ def probe(questions: Sequence[VQAQuestion], descriptions: dict[str, str], answer
 
     def generate(requests: list[GenerationRequest]) -> list[str]:  # one step per call (run_task's batches)
         if requests[0].step == "caption":
-            return [descriptions[r.image] for r in requests]
+            return [continuation(descriptions[r.image], r.text) for r in requests]
         return answer([r.text for r in requests], requests[0].generation)
 
     outputs = run_task(task, [{"image": q.image_file, "question": q.question} for q in questions], generate)
     scores = [vqa_question_accuracy(out.prediction, q.answers) for q, out in zip(questions, outputs, strict=True)]
     return vqa_score_summary(scores, [q.question_type for q in questions])
+
+
+def continuation(caption: str, start: str) -> str:
+    """What a captioner prompted with ``start`` would generate to write ``caption``."""
+    if not caption.startswith(start):
+        raise ValueError(f"the ground-truth caption {caption!r} does not begin with the caption step's prompt {start!r}")
+    return caption[len(start):]
 
 
 def hf_answerer(model_dir: str | Path) -> Answerer:

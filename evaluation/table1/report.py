@@ -17,7 +17,7 @@ PROTOCOL_TEXT = {
     "release": ("release protocol", "the authors' release prompts and decoding"),
     "paper": ("paper prompt", "the paper's 'Question: {} Answer:' prompt for every VQA task, release decoding"),
     "describe_then_answer": ("describe-then-answer",
-                             "own caption first, then '{caption} Question: {q} Answer:' after the image"),
+                             "own caption first (it starts 'There is'), then '{caption}.\\nQuestion: {q} Answer:' after the image"),
 }
 PREFIX_TEXT = {"ours": ("LaVIT-PL (ours)", "our model"),
                "blind": ("Blind model", "stage 2 trained and evaluated with seeded noise in place of every image (token counts carry no content)")}

@@ -151,12 +151,12 @@ def test_describe_then_answer_feeds_the_caption_into_the_question_prompt(model, 
     outputs = run_task(get_task("describe_then_answer/vqav2"), records, spy, batch_size=4)
     captions = [r for r in seen if r.step == "caption"]
     answers = [r for r in seen if r.step == "answer"]
-    assert [r.text for r in captions] == ["", ""] and [r.image for r in captions] == images[:2]
+    assert [r.text for r in captions] == ["There is", "There is"] and [r.image for r in captions] == images[:2]
     assert [r.image for r in answers] == images[:2]  # the image is still before the caption
     for out, request, question in zip(outputs, answers, ["What COLOR is the circle?", "How many squares in all?"]):
         assert out.outputs["caption"]  # a non-empty caption was generated ...
-        assert request.text == f"{out.outputs['caption']} Question: {question} Answer:"  # ... and fed to step 2
+        assert request.text == f"{out.outputs['caption']}.\nQuestion: {question} Answer:"  # ... and fed to step 2
         assert out.prompts["answer"] == request.text
-    # step 1 is exactly the release captioning of the same image
-    alone = generator([GenerationRequest(images[0], "", "caption", CAPTION_GENERATION)])[0]
-    assert outputs[0].outputs["caption"] == alone.strip().split(".")[0].strip()
+    # step 1 is the release captioning's decoding continuing "There is" after the same image
+    alone = generator([GenerationRequest(images[0], "There is", "caption", CAPTION_GENERATION)])[0]
+    assert outputs[0].outputs["caption"] == f"There is {alone.lstrip()}".split(".")[0].strip()

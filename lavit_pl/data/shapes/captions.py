@@ -133,6 +133,13 @@ def scene_captions(scene: Scene, rng: np.random.Generator, hidden_kind: str | No
     raise RuntimeError(f"only {len(out)} distinct captions for scene {scene}")
 
 
+def there_is_caption(scene: Scene, hidden_kind: str | None = None) -> str:
+    """The "There is ..." caption: every shape with size, colour, kind and position, as one sentence."""
+    if scene.complexity == 0:
+        raise ValueError("there_is_caption needs at least one shape (got an empty scene)")
+    return _sentence(t_there_is(scene, hidden_kind, np.random.default_rng(0)))
+
+
 def scene_description(scene: Scene, hidden_kind: str | None = None) -> str:
     """Every shape with size, colour and position, in reading order: the text a reading doc starts from."""
     if scene.complexity == 0:

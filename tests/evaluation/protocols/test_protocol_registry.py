@@ -34,10 +34,14 @@ def test_release_settings_are_the_authors():
     assert wiz.steps[0].exit_rule == ExitRule("no", "unanswerable")
     dta = get_task("describe_then_answer/vizwiz")
     assert [s.template for s in dta.steps] == [
-        'Question: Is the question: "{question}" answerable? Answer:', "", "{caption} Question: {question} Answer:"
+        'Question: Is the question: "{question}" answerable? Answer:', "There is", "{caption}.\nQuestion: {question} Answer:"
     ]
+    # v3: the caption step is the release's captioning with the start "There is" kept in its output
+    caption = get_task("release/flickr30k").steps[0]
+    assert dta.steps[1].generation == caption.generation
+    assert dta.steps[1].output_ops == (TextOp("prefix", "There is"), *caption.output_ops)
     # ours keeps the question's case (v2); everything else the release does to a question stays
-    assert dta.version == 2 and dta.question_ops == tuple(op for op in vqa.question_ops if op.kind != "lowercase")
+    assert dta.version == 3 and dta.question_ops == tuple(op for op in vqa.question_ops if op.kind != "lowercase")
     assert vqa.question_ops[0] == TextOp("lowercase")
     # paper: same as release except VizWiz (one VQA step)
     for name in ("nocaps", "flickr30k", "vqav2", "okvqa", "gqa"):
@@ -84,6 +88,8 @@ def test_validation_names_the_field():
         TextOp("upper")
     with pytest.raises(ValueError, match="TextOp.arg: 'cut_at' needs"):
         TextOp("cut_at", ("",))
+    with pytest.raises(ValueError, match="TextOp.arg: 'prefix' needs a non-empty"):
+        TextOp("prefix", " ")
     with pytest.raises(ValueError, match="GenerationSettings.max_new_tokens"):
         GenerationSettings(min_new_tokens=8, max_new_tokens=4)
     with pytest.raises(ValueError, match="already registered with a different definition"):

@@ -2,6 +2,7 @@
 import pytest
 
 from evaluation.protocols import GenerationRequest, get_task, one_at_a_time, results_entries, run_task
+from evaluation.protocols.spec import apply_ops
 
 
 def _recorder(answers):
@@ -17,18 +18,18 @@ def _recorder(answers):
 
 def test_describe_then_answer_chains_the_caption_into_the_question_prompt():
     def answers(r):
-        return {"caption": "  A red circle left of a blue square. It is small.", "answer": "Red, I think."}[r.step]
+        return {"caption": "  a red circle left of a blue square. It is small.", "answer": "Red, I think."}[r.step]
 
     generate, calls = _recorder(answers)
     records = [{"image": "img0.jpg", "question": "What color is the circle?", "question_id": 7}]
     (out,) = run_task(get_task("describe_then_answer/vqav2"), records, generate)
     assert [c.step for c in calls] == ["caption", "answer"]
-    assert calls[0].text == ""  # captioning: the image alone
-    assert calls[1].text == "A red circle left of a blue square Question: What color is the circle? Answer:"  # case kept (v2)
+    assert calls[0].text == "There is"  # captioning: the image, then the caption's start (v3)
+    assert calls[1].text == "There is a red circle left of a blue square.\nQuestion: What color is the circle? Answer:"  # case kept (v2)
     assert all(c.image == "img0.jpg" for c in calls)  # the image stays before every step's text
     assert (calls[0].generation.num_beams, calls[0].generation.min_new_tokens, calls[0].generation.max_new_tokens) == (2, 8, 36)
     assert (calls[1].generation.num_beams, calls[1].generation.max_new_tokens, calls[1].generation.length_penalty) == (5, 10, 0.0)
-    assert out.outputs == {"caption": "A red circle left of a blue square", "answer": "red"}
+    assert out.outputs == {"caption": "There is a red circle left of a blue square", "answer": "red"}
     assert out.prediction == "red" and out.exited_at is None
     assert results_entries(get_task("describe_then_answer/vqav2"), records, [out]) == [{"question_id": 7, "answer": "red"}]
 
@@ -86,6 +87,16 @@ def test_captions_are_cut_at_the_first_period(raw, expected):
     ]
 
 
+@pytest.mark.parametrize("raw, expected", [
+    (" a red circle on the left. It is small.", "There is a red circle on the left"),
+    ("a red circle", "There is a red circle"),
+    ("", "There is"),
+])
+def test_describe_then_answer_captions_keep_their_start(raw, expected):
+    step = get_task("describe_then_answer/vqav2").steps[0]
+    assert apply_ops(step.output_ops, raw) == expected
+
+
 @pytest.mark.parametrize(
     "raw, expected",
     [("Blue\nQuestion: x", "blue"), ("two, maybe three", "two"), ("Yes question: why", "yes"),
@@ -106,7 +117,7 @@ def test_batches_respect_batch_size_and_keep_order():
     records = [{"image": f"i{k}", "question": f"q{k}", "questionId": k} for k in range(5)]
     outs = run_task(get_task("describe_then_answer/gqa"), records, generate, batch_size=2)
     assert sizes == [2, 2, 1, 2, 2, 1]
-    assert outs[3].prompts["answer"] == "i3 caption Question: q3 Answer:"
+    assert outs[3].prompts["answer"] == "There is i3 caption.\nQuestion: q3 Answer:"
     assert results_entries(get_task("describe_then_answer/gqa"), records, outs)[4] == {"questionId": 4, "prediction": "i4 answer"}
 
 

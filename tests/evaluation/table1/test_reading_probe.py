@@ -1,4 +1,4 @@
-"""The reading probe: ground-truth description in the caption step's place, the registered task's prompts
+"""The reading probe: ground-truth caption in the caption step's place, the registered task's prompts
 under each question form, official VQA scoring."""
 import json
 
@@ -6,13 +6,12 @@ import pytest
 
 from evaluation.benchmarks.vqa import VQAQuestion
 from evaluation.protocols.tasks import VQA_GENERATION
-from evaluation.table1.reading_probe import QUESTION_FORMS, probe, scene_descriptions
+from evaluation.table1.reading_probe import QUESTION_FORMS, continuation, probe, scene_descriptions
 from lavit_pl.data.shapes.scene import Scene, Shape
 
 IMAGE = "COCO_train2014_000000000001.jpg"
 SCENE = Scene("gray", (Shape("circle", "red", "small", 0, 0.1, 0.1), Shape("square", "blue", "large", 8, 0.9, 0.9)))
-DESCRIPTION = ("The picture shows two shapes on a gray background: a small red circle in the top left corner "
-               "and a large blue square in the bottom right corner.")
+DESCRIPTION = "There is a small red circle in the top left corner and a large blue square in the bottom right corner."
 
 
 def _question(qid, question, qtype, answers):
@@ -35,9 +34,12 @@ def test_prompt_is_the_describe_then_answer_prompt_with_the_description_as_capti
     lowercased, as_written = QUESTION_FORMS.values()
     caption = DESCRIPTION[:-1]  # captions are cut before their first '.'
     assert _prompts_seen("What color is the circle?", lowercased) == \
-        [f"{caption} Question: what color is the circle? Answer:"]
+        [f"{caption}.\nQuestion: what color is the circle? Answer:"]
     assert _prompts_seen("What color is the circle (in all)?", as_written) == \
-        [f"{caption} Question: What color is the circle in all? Answer:"]
+        [f"{caption}.\nQuestion: What color is the circle in all? Answer:"]
+    assert continuation(DESCRIPTION, "There is") == DESCRIPTION[len("There is"):]
+    with pytest.raises(ValueError, match="does not begin with the caption step's prompt 'There is'"):
+        continuation("A picture of two shapes.", "There is")
 
 
 def test_scene_descriptions_read_the_split_from_scenes_jsonl(tmp_path):
