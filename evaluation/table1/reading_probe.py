@@ -1,4 +1,4 @@
-"""Reading probe: how well a text LM answers VQAv2-like questions from a perfect description.
+"""Reading probe: how well a text LM answers VQAv2-like questions from a perfect caption.
 
 Describe-then-answer (evaluation/protocols/tasks.py) has the model caption the image, then answer
 after its own caption. Its ceiling is the LM's reading: this probe puts the Shapes world's
@@ -40,7 +40,7 @@ TASK = "describe_then_answer/vqav2"
 Answerer = Callable[[Sequence[str], GenerationSettings], list[str]]  # (prompts, decoding) -> raw texts
 
 
-def scene_descriptions(data_root: Path, split: str) -> dict[str, str]:
+def ground_truth_captions(data_root: Path, split: str) -> dict[str, str]:
     """VQAv2-like image file name -> ground-truth "There is ..." caption, from the world's scenes.jsonl."""
     prefix = f"vqav2/{split}/"
     path = data_root / SCENES_FILE
@@ -58,19 +58,19 @@ def scene_descriptions(data_root: Path, split: str) -> dict[str, str]:
     return out
 
 
-def probe(questions: Sequence[VQAQuestion], descriptions: dict[str, str], answer: Answerer,
+def probe(questions: Sequence[VQAQuestion], captions: dict[str, str], answer: Answerer,
           question_ops: tuple[TextOp, ...]) -> dict:
     """Run the registered describe-then-answer task with ``question_ops``, the caption step answered by
     the ground-truth caption (its continuation of the step's prompt) and the answer step by ``answer``;
     the official VQA summary (``overall``, ``perQuestionType``, ``num_questions``) in percent."""
-    missing = [q.image_file for q in questions if q.image_file not in descriptions]
+    missing = [q.image_file for q in questions if q.image_file not in captions]
     if missing:
-        raise ValueError(f"no scene description for {len(missing)} images, e.g. {missing[0]}")
+        raise ValueError(f"no ground-truth caption for {len(missing)} images, e.g. {missing[0]}")
     task = dataclasses.replace(get_task(TASK), question_ops=question_ops)
 
     def generate(requests: list[GenerationRequest]) -> list[str]:  # one step per call (run_task's batches)
         if requests[0].step == "caption":
-            return [continuation(descriptions[r.image], r.text) for r in requests]
+            return [continuation(captions[r.image], r.text) for r in requests]
         return answer([r.text for r in requests], requests[0].generation)
 
     outputs = run_task(task, [{"image": q.image_file, "question": q.question} for q in questions], generate)
@@ -114,10 +114,10 @@ def main(argv: list[str] | None = None) -> int:
     root = args.data_root / "vqav2"
     questions = read_vqa(root / f"v2_OpenEnded_mscoco_{args.split}_questions.json",
                          root / f"v2_mscoco_{args.split}_annotations.json")[: args.limit]
-    descriptions = scene_descriptions(args.data_root, args.split)
+    captions = ground_truth_captions(args.data_root, args.split)
     answer = hf_answerer(args.model)
     for form, ops in QUESTION_FORMS.items():
-        scores = probe(questions, descriptions, answer, ops)
+        scores = probe(questions, captions, answer, ops)
         per_type = ", ".join(f"{k} {v:.1f}" for k, v in sorted(scores["perQuestionType"].items()))
         print(f"{form:22s} {scores['overall']:5.1f}  ({per_type}; {len(questions)} questions)", flush=True)
     return 0

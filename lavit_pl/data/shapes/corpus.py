@@ -2,7 +2,10 @@
 
 Two sources: ``shapes_facts`` documents state the invented facts of :mod:`lore` (each fact in
 several paraphrases, every fact at least once in an entity article), and ``shapes_reading``
-documents describe a TRAINING scene in words, then ask questions about it. Reading documents
+documents describe a TRAINING scene in words, then ask questions about it; the description is one
+of the world's two per-shape forms, the reading form ("The picture shows two shapes on a gray
+background: a small red circle in the top left corner and ...") or the "There is ..." caption form,
+half each, so reading is learnt on the phrasing captions use too. Reading documents
 carry the sha256 of the scene's canonical description in ``meta["scene_sha256"]`` (a digest, so
 the metadata never names the novel kind either) so the leakage check can compare scenes.
 """
@@ -15,7 +18,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from lavit_pl.data.shapes.answers import QA
-from lavit_pl.data.shapes.captions import scene_description
+from lavit_pl.data.shapes.captions import scene_description, there_is_caption
 from lavit_pl.data.shapes.lore import Fact
 from lavit_pl.data.shapes.questions import vqa_questions
 from lavit_pl.data.shapes.scene import Scene, canonical, scene_digest
@@ -62,8 +65,9 @@ def reading_document(
 
     Questions that would name ``hidden_kind`` are dropped; the description calls it "shape".
     """
+    describe = scene_description if rng.random() < 0.5 else there_is_caption
     qas: list[QA] = vqa_questions(scene, rng, n_questions + 2, known_kinds, colors)
     qas = [q for q in qas if not mentions(q.question, hidden_kind) and not mentions(q.answer, hidden_kind)][:n_questions]
-    lines = [scene_description(scene, hidden_kind)]
+    lines = [describe(scene, hidden_kind)]
     lines += [f"Question: {q.question} Answer: {q.answer}" for q in qas]
     return {"text": "\n".join(lines), "meta": {"source": READING_SOURCE, "scene_sha256": scene_digest(canonical(scene))}}

@@ -142,6 +142,9 @@ def test_reading_documents_describe_training_scenes_only(shapes_micro_world):
     for d in reading:
         assert d["meta"]["scene_sha256"] in train
         assert d["text"].count("Question: ") >= 2 and d["text"].count("Question: ") == d["text"].count(" Answer: ")
+    # both description forms, about half each
+    forms = Counter(d["text"].split(" ", 1)[0] for d in reading)
+    assert set(forms) == {"The", "There"} and 70 <= forms["There"] <= 130
 
 
 def test_foreground_of_written_training_images_grows_with_complexity(shapes_micro_world):

@@ -6,7 +6,7 @@ import pytest
 
 from evaluation.benchmarks.vqa import VQAQuestion
 from evaluation.protocols.tasks import VQA_GENERATION
-from evaluation.table1.reading_probe import QUESTION_FORMS, continuation, probe, scene_descriptions
+from evaluation.table1.reading_probe import QUESTION_FORMS, continuation, ground_truth_captions, probe
 from lavit_pl.data.shapes.scene import Scene, Shape
 
 IMAGE = "COCO_train2014_000000000001.jpg"
@@ -42,13 +42,13 @@ def test_prompt_is_the_describe_then_answer_prompt_with_the_description_as_capti
         continuation("A picture of two shapes.", "There is")
 
 
-def test_scene_descriptions_read_the_split_from_scenes_jsonl(tmp_path):
+def test_ground_truth_captions_read_the_split_from_scenes_jsonl(tmp_path):
     rows = [{"path": "vqav2/train2014/COCO_train2014_000000000001.jpg", "scene": SCENE.to_json()},
             {"path": "vqav2/val2014/COCO_val2014_000000000002.jpg", "scene": SCENE.to_json()}]
     (tmp_path / "scenes.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
-    assert scene_descriptions(tmp_path, "train2014") == {"COCO_train2014_000000000001.jpg": DESCRIPTION}
+    assert ground_truth_captions(tmp_path, "train2014") == {"COCO_train2014_000000000001.jpg": DESCRIPTION}
     with pytest.raises(ValueError, match="no scene under 'vqav2/test2015/'"):
-        scene_descriptions(tmp_path, "test2015")
+        ground_truth_captions(tmp_path, "test2015")
 
 
 def test_probe_scores_the_cut_answers_by_the_official_rule_per_type():
@@ -73,6 +73,6 @@ def test_probe_scores_the_cut_answers_by_the_official_rule_per_type():
 
 
 def test_probe_names_a_missing_description():
-    with pytest.raises(ValueError, match=f"no scene description for 1 images, e.g. {IMAGE}"):
+    with pytest.raises(ValueError, match=f"no ground-truth caption for 1 images, e.g. {IMAGE}"):
         probe([_question(1, "Is there a cross?", "is there a", ["no"] * 10)], {}, lambda p, s: ["no"],
               QUESTION_FORMS["as written"])
