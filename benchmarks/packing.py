@@ -1,6 +1,7 @@
 """Stage-2 training throughput, side by side in one process on the same documents.
 
 1. Packed rows (documents packed into rows of at most S tokens, attention confined to each
+   document, no compute on padding beyond a row's tail) vs padding each batch to its longest
    document, in non-padding tokens per second of forward + backward. The packed path is the
    training configuration (balanced rows, ``sdpa_packed``: SDPA per document on the CPU, the
    block-diagonal mask on a GPU); greedy first-fit rows with transformers' block-diagonal ``sdpa``
@@ -132,7 +133,9 @@ def main() -> None:
         cap_lens = [max(3, int(rng.gauss(14, 5))) for _ in range(1000)]
         source = "synthetic lengths (no world found)"
     vocab = UnifiedVocab(text_size=1024, codebook_size=1024)
-    heads = max(1, args.hidden_size // 64)
+    if args.hidden_size % 64:
+        parser.error(f"--hidden-size must be a multiple of 64 (heads of 64), got {args.hidden_size}")
+    heads = args.hidden_size // 64
     shape = LlamaShape(hidden_size=args.hidden_size, num_layers=args.layers, num_heads=heads, num_kv_heads=heads,
                        intermediate_size=int(args.hidden_size * 2.75), max_positions=args.context)
     lm = UnifiedLM(build_random_llama(shape, vocab.size, attn_implementation=PACKED_SDPA), vocab, visual_dim=64).to(device)

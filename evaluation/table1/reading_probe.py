@@ -4,8 +4,9 @@ Describe-then-answer (evaluation/protocols/tasks.py) has the model caption the i
 after its own caption. Its ceiling is the LM's reading: this probe puts the Shapes world's
 ground-truth caption in the task's caption template (``there_is_caption``: every shape with size,
 colour, kind and position, what the corpus's reading documents describe) in the caption step's
-place and runs the registered task itself (its templates, decoding and cuts), under each question form (the release's lowercased question, or the question as
-written), scored by the official VQA rule. No image and no visual token is involved, so it runs on
+place and runs the registered task itself (its templates, decoding and cuts), under each question
+form (the release's lowercased question, or the question as written), scored by the official VQA
+rule. No image and no visual token is involved, so it runs on
 the stage-0 LLaMA export (or any HF causal LM folder with its tokenizer).
 
     python -m evaluation.table1.reading_probe --model runs/tiny/stage0_llama/export/llama \\

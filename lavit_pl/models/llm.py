@@ -295,8 +295,9 @@ class UnifiedLM(nn.Module):
         Packed rows: leave ``attention_mask`` None and give ``position_ids`` that restart at 0 for
         each document; attention is then confined to each document: ``sdpa``/``eager`` through the
         block-diagonal mask transformers derives from the position ids (``use_cache=False`` matters:
-        with a cache present transformers skips that detection), ``sdpa_packed`` and
-        ``flash_attention_2`` through the document boundaries passed as varlen arguments.
+        with a cache present transformers skips that detection), ``sdpa_packed`` through the
+        document boundaries passed as varlen arguments on the CPU and that mask on CUDA, and
+        ``flash_attention_2`` through the boundaries.
         """
         embeds = self.embed_sequence(input_ids, feature_slot, features)
         varlen = document_boundaries(position_ids) if attention_mask is None and position_ids is not None else {}

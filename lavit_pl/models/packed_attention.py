@@ -58,6 +58,9 @@ def packed_sdpa_attention(module: torch.nn.Module, query: torch.Tensor, key: tor
     packed rows, the block-diagonal mask transformers builds from the restarting position ids).
     """
     cu = kwargs.get("cu_seq_lens_q")
+    if cu is not None and attention_mask is None and not per_document_attention(query) and cu.numel() - 1 > query.shape[0]:
+        raise ValueError("sdpa_packed on CUDA: packed rows (cu_seq_lens_q) came without the block-diagonal mask; "
+                         "call the model with use_cache=False so transformers builds it from the position ids")
     if cu is None or query.shape[2] != key.shape[2] or not per_document_attention(query):
         return sdpa_attention_forward(module, query, key, value, attention_mask, dropout=dropout,
                                       scaling=scaling, **kwargs)

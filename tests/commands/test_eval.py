@@ -166,7 +166,6 @@ def test_describe_then_answer_feeds_its_caption_into_the_question(world):
     trace = json.loads((world["out"] / "predictions/describe_then_answer/vqav2.trace.json").read_text())
     first = trace[0]  # question 42000: "Is there a dog?"
     assert first["id"] == 42000 and first["prompts"]["caption"] == "There is"
-    assert first["outputs"]["caption"].startswith("There is")
     assert first["prompts"]["answer"] == f"{first['outputs']['caption']}.\nQuestion: Is there a dog? Answer:"  # case kept
     release = json.loads((world["out"] / "predictions/release/vqav2.trace.json").read_text())
     assert release[0]["prompts"] == {"answer": "Question: is there a dog? Answer:"}

@@ -80,3 +80,8 @@ def test_the_gpu_route_is_the_block_diagonal_mask_with_the_same_numbers(monkeypa
     out_mask.square().sum().backward()
     for (name, a), b in zip(per_document.named_parameters(), masked.parameters()):
         torch.testing.assert_close(b.grad, a.grad, rtol=1e-4, atol=1e-5, msg=name)
+    # packed rows without the mask (a caller that kept a KV cache) would attend across documents: refused
+    q = torch.zeros(1, 2, 4, 8)
+    with pytest.raises(ValueError, match="without the block-diagonal mask"):
+        packed_attention.packed_sdpa_attention(torch.nn.Module(), q, q, q, None,
+                                               cu_seq_lens_q=torch.tensor([0, 2, 4], dtype=torch.int32))
