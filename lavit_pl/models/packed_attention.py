@@ -58,10 +58,11 @@ def packed_sdpa_attention(module: torch.nn.Module, query: torch.Tensor, key: tor
     packed rows, the block-diagonal mask transformers builds from the restarting position ids).
     """
     cu = kwargs.get("cu_seq_lens_q")
-    if cu is not None and attention_mask is None and not per_document_attention(query) and cu.numel() - 1 > query.shape[0]:
+    per_document = per_document_attention(query)
+    if cu is not None and attention_mask is None and not per_document and cu.numel() - 1 > query.shape[0]:
         raise ValueError("sdpa_packed on CUDA: packed rows (cu_seq_lens_q) came without the block-diagonal mask; "
                          "call the model with use_cache=False so transformers builds it from the position ids")
-    if cu is None or query.shape[2] != key.shape[2] or not per_document_attention(query):
+    if cu is None or query.shape[2] != key.shape[2] or not per_document:
         return sdpa_attention_forward(module, query, key, value, attention_mask, dropout=dropout,
                                       scaling=scaling, **kwargs)
     rows, heads, length, head_dim = query.shape

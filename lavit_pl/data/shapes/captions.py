@@ -74,9 +74,13 @@ def t_count_positions(scene: Scene, hidden: str | None, rng: np.random.Generator
     return f"{_count_phrase(scene.complexity)}: {join_list(parts)}"
 
 
-def t_there_is(scene: Scene, hidden: str | None, rng: np.random.Generator) -> str:
-    parts = [f"{noun_phrase(s, hidden, with_size=True)} {CELL_PHRASES[s.cell]}" for s in scene.shapes]
-    return f"there is {join_list(parts)}"
+def _sized_shapes_in_place(scene: Scene, hidden: str | None) -> list[str]:
+    """"a small red circle in the top left corner", one per shape, in scene order."""
+    return [f"{noun_phrase(s, hidden, with_size=True)} {CELL_PHRASES[s.cell]}" for s in scene.shapes]
+
+
+def t_there_is(scene: Scene, hidden: str | None, rng: np.random.Generator | None = None) -> str:
+    return f"there is {join_list(_sized_shapes_in_place(scene, hidden))}"
 
 
 def t_colors(scene: Scene, hidden: str | None, rng: np.random.Generator) -> str:
@@ -137,14 +141,14 @@ def there_is_caption(scene: Scene, hidden_kind: str | None = None) -> str:
     """The "There is ..." caption: every shape with size, colour, kind and position, as one sentence."""
     if scene.complexity == 0:
         raise ValueError("there_is_caption needs at least one shape (got an empty scene)")
-    return _sentence(t_there_is(scene, hidden_kind, np.random.default_rng(0)))
+    return _sentence(t_there_is(scene, hidden_kind))
 
 
 def scene_description(scene: Scene, hidden_kind: str | None = None) -> str:
     """Every shape with size, colour and position, in reading order: the text a reading doc starts from."""
     if scene.complexity == 0:
         return f"The picture shows an empty {scene.background} background."
-    parts = [f"{noun_phrase(s, hidden_kind, with_size=True)} {CELL_PHRASES[s.cell]}" for s in scene.shapes]
+    parts = _sized_shapes_in_place(scene, hidden_kind)
     return (
         f"The picture shows {_count_phrase(scene.complexity)} on {article(scene.background)} {scene.background} "
         f"background: {join_list(parts)}."
