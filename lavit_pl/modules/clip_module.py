@@ -20,6 +20,7 @@ import torch.nn.functional as F
 from lavit_pl.data.image_datamodules import ImageTextDataConfig, ImageTextDataModule
 from lavit_pl.data.shapes.scene import plural
 from lavit_pl.models.clip import ClipTextTokenizer, TinyClipConfig, build_clip, contrastive_loss
+from lavit_pl.modules.clip_regions import ClipRegionConfig, PatchTokenTap, RegionHead, region_loss
 from lavit_pl.modules.lr_schedule import cosine_with_warmup
 from lavit_pl.modules.stage import RunConfig, Stage
 from lavit_pl.utils.atomic import atomic_torch_save, atomic_write_json
@@ -134,6 +135,7 @@ class ClipRunConfig(RunConfig):
     zero_shot: ZeroShotConfig = field(default_factory=ZeroShotConfig)
     augment: CaptionAugmentConfig = field(default_factory=CaptionAugmentConfig)
     tags: CaptionTagConfig = field(default_factory=CaptionTagConfig)
+    regions: ClipRegionConfig = field(default_factory=ClipRegionConfig)
 
 
 class ClipModule(L.LightningModule):
@@ -144,6 +146,11 @@ class ClipModule(L.LightningModule):
         self.model = build_clip(cfg.model)
         self.tag_words = (cfg.tags.words or cfg.zero_shot.kinds) if cfg.tags.weight > 0 else []
         self.tag_head = torch.nn.Linear(cfg.model.embed_dim, len(self.tag_words)) if self.tag_words else None
+        self.region_head = None
+        if cfg.regions.weight > 0:
+            zs = cfg.zero_shot
+            self.region_head = RegionHead(cfg.model.vision_width, len(zs.kinds), len(zs.colors))
+            self._region_tap = PatchTokenTap(self.model.visual.transformer.resblocks[cfg.regions.feature_layer])
         self._zs: dict[str, list[int]] = {"kind_hit": [], "color_hit": []}
         self._aug_rng = torch.Generator().manual_seed(cfg.seed)
 
@@ -176,6 +183,13 @@ class ClipModule(L.LightningModule):
             tag_loss = F.binary_cross_entropy_with_logits(self.tag_head(img_emb), target)
             self.log("train/tag_loss", tag_loss, batch_size=b)
             loss = loss + self.cfg.tags.weight * tag_loss
+        if self.region_head is not None:
+            zs, rc = self.cfg.zero_shot, self.cfg.regions
+            reg_loss, stats = region_loss(self.region_head, self._region_tap.patch_tokens(), batch["meta"]["scene"], zs.kinds, zs.colors, rc.min_overlap)
+            self.log("train/region_loss", reg_loss, batch_size=b)
+            for name, value in stats.items():
+                self.log(f"train/region_{name}", value, batch_size=b)
+            loss = loss + rc.weight * reg_loss
         self.log("train/loss", loss, prog_bar=True, batch_size=b)
         return loss
 

@@ -96,7 +96,7 @@ def test_tag_loss_adds_weighted_bce_of_caption_tags():
     from lavit_pl.config import load_config
     from lavit_pl.modules.clip_module import ClipModule, ClipRunConfig
 
-    overrides = ["tags.weight=3.0", "augment.color_dropout=0.0", "augment.kind_negatives=0",
+    overrides = ["tags.weight=3.0", "augment.color_dropout=0.0", "augment.kind_negatives=0", "regions.weight=0",
                  "zero_shot.kinds=[circle,square,cross]", "zero_shot.colors=[red,blue]"]
     cfg = load_config(ClipRunConfig, REPO / "experiments/stage0/clip_micro.yaml", overrides)
     torch.manual_seed(0)
@@ -116,3 +116,63 @@ def test_tag_loss_adds_weighted_bce_of_caption_tags():
     assert "tag_head.weight" not in module.model.state_dict()  # the head is not part of the exported CLIP
     off = ClipModule(load_config(ClipRunConfig, REPO / "experiments/stage0/clip_micro.yaml", ["tags.weight=0"] + overrides[1:]))
     assert off.tag_head is None
+
+
+def test_patch_region_labels_hand_computed():
+    """2x2 patches; a box covering the top-left patch fully and 40 % of the top-right one, a novel kind
+    (not in ``kinds``) whose box covers 16 % of the bottom-right patch (below min_overlap 0.25)."""
+    from lavit_pl.data.shapes.region_labels import patch_region_labels
+
+    scenes = [{"shapes": [
+        {"kind": "circle", "color": "blue", "bbox": [0.0, 0.0, 0.7, 0.5]},
+        {"kind": "star", "color": "red", "bbox": [0.9, 0.6, 1.0, 1.0]},
+    ]}, {"shapes": [{"kind": "star", "color": "red", "bbox": [0.5, 0.5, 1.0, 1.0]}]}]
+    kind, color = patch_region_labels(scenes, 2, ["circle", "square"], ["red", "blue"])
+    # kinds: circle 0, square 1, other shape 2, background 3; colours: red 0, blue 1, background 2
+    assert kind.tolist() == [[0, 0, 3, 3], [3, 3, 3, 2]]
+    assert color.tolist() == [[1, 1, 2, 2], [2, 2, 2, 0]]
+    kind, _ = patch_region_labels(scenes, 2, ["circle", "square"], ["red", "blue"], min_overlap=0.5)
+    assert kind.tolist() == [[0, 3, 3, 3], [3, 3, 3, 2]]  # 40 % of the top-right patch is now too little
+    with pytest.raises(ValueError, match="'green' is not one of"):
+        patch_region_labels([{"shapes": [{"kind": "circle", "color": "green", "bbox": [0, 0, 1, 1]}]}], 2, ["circle"], ["red"])
+
+
+def test_region_loss_adds_weighted_patch_cross_entropy():
+    """training_step = contrastive + regions.weight * (CE kind over shape patches + CE colour over all
+    patches) on the last block's patch tokens (class token dropped) through the region head, which is
+    not exported."""
+    import torch.nn.functional as F
+
+    from lavit_pl.config import load_config
+    from lavit_pl.data.shapes.region_labels import patch_region_labels
+    from lavit_pl.modules.clip_module import ClipModule, ClipRunConfig
+
+    overrides = ["regions.weight=2.0", "augment.color_dropout=0.0", "augment.kind_negatives=0", "tags.weight=0",
+                 "zero_shot.kinds=[circle,square]", "zero_shot.colors=[red,blue]"]
+    cfg = load_config(ClipRunConfig, REPO / "experiments/stage0/clip_micro.yaml", overrides)
+    torch.manual_seed(0)
+    module = ClipModule(cfg)
+    scenes = [{"shapes": [{"kind": "circle", "color": "red", "bbox": [0.1, 0.1, 0.4, 0.4]}]},
+              {"shapes": [{"kind": "hexagon", "color": "blue", "bbox": [0.5, 0.6, 0.9, 0.95]}]}]
+    captions = ["A red circle.", "A blue shape."]
+    images = torch.randn(2, 3, cfg.model.image_size, cfg.model.image_size)
+    loss = module.training_step({"image": images, "caption": captions, "meta": {"scene": scenes}}, 0)
+    with torch.no_grad():
+        emb = module.model.encode_image(images)
+        txt = F.normalize(module.model.encode_text(module.tokenizer(captions)), dim=-1)
+        contrastive = contrastive_loss(F.normalize(emb, dim=-1), txt, module.model.logit_scale.exp())
+        vit = module.model.visual
+        x = vit.conv1(images).flatten(2).transpose(1, 2)
+        x = torch.cat([vit.class_embedding.expand(2, 1, -1), x], 1) + vit.positional_embedding
+        x = vit.transformer(vit.ln_pre(x))[:, 1:]
+        side = cfg.model.image_size // cfg.model.patch_size
+        kind_t, color_t = patch_region_labels(scenes, side, ["circle", "square"], ["red", "blue"])
+        assert (kind_t == 2).any() and (kind_t == 0).any()  # the hexagon is "other shape"
+        kind_logits, color_logits = module.region_head(x)
+        on_shape = kind_t < 3  # circle, square, other shape; kinds are supervised on shape patches only
+        ce = F.cross_entropy(kind_logits[on_shape], kind_t[on_shape]) + F.cross_entropy(color_logits.flatten(0, 1), color_t.flatten())
+    torch.testing.assert_close(loss.detach(), contrastive + 2.0 * ce)
+    assert not any(k.startswith("region") for k in module.model.state_dict())
+    assert ClipModule(load_config(ClipRunConfig, REPO / "experiments/stage0/clip_micro.yaml", ["regions.weight=0"] + overrides[1:])).region_head is None
+    with pytest.raises(Exception, match="regions.weight"):
+        load_config(ClipRunConfig, REPO / "experiments/stage0/clip_micro.yaml", ["regions.weight=-1"])

@@ -1,0 +1,137 @@
+"""What a frozen vision encoder's patch features say about each grid cell of a Shapes image.
+
+The tokenizer, and so every caption and answer, sees only the patch features of one encoder block.
+This probe pools them per cell of the world's 3 x 3 grid and fits linear classifiers (L-BFGS,
+light L2) for the kind and the colour of the shape in the cell, or "empty", on the VQAv2-like
+train2014 images, then scores held-out val2014 images. Reported: kind and colour accuracy on
+occupied cells (chance: 1 / kinds, 1 / colours) and empty-vs-occupied accuracy.
+
+    python -m evaluation.patch_probe --tokenizer-config experiments/stage1/tokenizer_tiny.yaml \\
+        --weights runs/tiny/stage0_clip/export/open_clip_pytorch_model.bin --data data/shapes/tiny
+"""
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
+
+from lavit_pl.data.shapes.scene import CELL_NAMES, GRID
+
+FIT_PREFIX = "vqav2/train2014/"
+TEST_PREFIX = "vqav2/val2014/"
+
+
+def patch_cells(patches_per_side: int, grid: int = GRID) -> torch.Tensor:
+    """(N,) grid cell (row * grid + col) of each patch centre, patches in raster order."""
+    centres = (torch.arange(patches_per_side, dtype=torch.float64) + 0.5) / patches_per_side
+    line = (centres * grid).floor().long().clamp(max=grid - 1)
+    return (line[:, None] * grid + line[None, :]).reshape(-1)
+
+
+def cell_labels(scenes: Sequence[dict[str, Any]], kinds: Sequence[str], colors: Sequence[str]) -> tuple[torch.Tensor, torch.Tensor]:
+    """(kind, colour) LongTensors (B, 9): the shape in each cell, ``len(kinds)`` / ``len(colors)`` when empty."""
+    kind = torch.full((len(scenes), len(CELL_NAMES)), len(kinds), dtype=torch.long)
+    color = torch.full((len(scenes), len(CELL_NAMES)), len(colors), dtype=torch.long)
+    for b, scene in enumerate(scenes):
+        for shape in scene["shapes"]:
+            cell = CELL_NAMES.index(shape["position"])
+            kind[b, cell], color[b, cell] = kinds.index(shape["kind"]), colors.index(shape["color"])
+    return kind, color
+
+
+def linear_probe(x_fit: torch.Tensor, y_fit: torch.Tensor, x_test: torch.Tensor, n_classes: int, l2: float = 1e-3) -> torch.Tensor:
+    """Multinomial logistic regression on standardised features; returns test predictions (M,)."""
+    mean, std = x_fit.mean(0), x_fit.std(0) + 1e-5
+    x_fit, x_test = (x_fit - mean) / std, (x_test - mean) / std
+    torch.manual_seed(0)
+    head = torch.nn.Linear(x_fit.shape[1], n_classes, dtype=x_fit.dtype)
+    opt = torch.optim.LBFGS(head.parameters(), max_iter=300, line_search_fn="strong_wolfe")
+
+    def closure() -> torch.Tensor:
+        opt.zero_grad()
+        loss = F.cross_entropy(head(x_fit), y_fit) + l2 * head.weight.square().sum()
+        loss.backward()
+        return loss
+
+    opt.step(closure)
+    with torch.no_grad():
+        return head(x_test).argmax(-1)
+
+
+def probe_scores(pred: torch.Tensor, target: torch.Tensor, empty: int) -> dict[str, float]:
+    occupied = target != empty
+    return {"occupied_acc": (pred[occupied] == target[occupied]).float().mean().item(),
+            "empty_vs_occupied_acc": ((pred == empty) == ~occupied).float().mean().item()}
+
+
+def _load(data: Path, prefix: str) -> tuple[torch.Tensor, list[dict[str, Any]]]:
+    images, scenes = [], []
+    with open(data / "scenes.jsonl") as f:
+        for line in f:
+            row = json.loads(line)
+            if row["path"].startswith(prefix):
+                pixels = np.array(Image.open(data / row["path"]).convert("RGB"))
+                images.append(torch.from_numpy(pixels).permute(2, 0, 1).float() / 255)
+                scenes.append(row["scene"])
+    if not images:
+        raise ValueError(f"{data / 'scenes.jsonl'}: no image under '{prefix}'")
+    return torch.stack(images), scenes
+
+
+def run(tokenizer_config: Path, weights: Path, data: Path, feature_layer: int | None = None) -> dict[str, Any]:
+    from omegaconf import OmegaConf
+
+    from lavit_pl.models.tokenizer.tokenizer import DynamicVisualTokenizerConfig
+    from lavit_pl.models.visual_encoder import VisionEncoder
+    from lavit_pl.utils.checkpoint_io import load_vision_encoder_weights
+
+    model = OmegaConf.load(tokenizer_config).model
+    model.encoder.weights_path = str(weights)
+    if feature_layer is not None:
+        model.encoder.feature_layer = feature_layer
+    cfg = OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(DynamicVisualTokenizerConfig), model))
+    encoder = VisionEncoder(cfg.encoder)
+    load_vision_encoder_weights(encoder)
+    encoder.eval()
+    world = json.loads((data / "world.json").read_text())
+    kinds, colors = list(world["kinds"]), list(world["colors"])
+    cells = patch_cells(cfg.encoder.image_size // cfg.encoder.patch_size)
+
+    def pooled(prefix: str) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        images, scenes = _load(data, prefix)
+        with torch.no_grad():
+            feats = torch.cat([encoder(images[i:i + 256]) for i in range(0, len(images), 256)]).double()
+        per_cell = torch.stack([feats[:, cells == c].mean(1) for c in range(len(CELL_NAMES))], 1).flatten(0, 1)
+        kind, color = cell_labels(scenes, kinds, colors)
+        return per_cell, kind.reshape(-1), color.reshape(-1)
+
+    x_fit, kind_fit, color_fit = pooled(FIT_PREFIX)
+    x_test, kind_test, color_test = pooled(TEST_PREFIX)
+    out: dict[str, Any] = {"weights": str(weights), "feature_layer": cfg.encoder.feature_layer,
+                           "fit_cells": len(x_fit), "test_cells": len(x_test)}
+    for name, y_fit, y_test, classes in (("kind", kind_fit, kind_test, kinds), ("color", color_fit, color_test, colors)):
+        pred = linear_probe(x_fit, y_fit, x_test, len(classes) + 1)
+        out[name] = probe_scores(pred, y_test, len(classes)) | {"chance": 1.0 / len(classes)}
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--tokenizer-config", type=Path, default=Path("experiments/stage1/tokenizer_tiny.yaml"),
+                    help="a tokenizer YAML whose model.encoder describes the encoder")
+    ap.add_argument("--weights", type=Path, required=True, help="the encoder checkpoint (model.encoder.weights_format)")
+    ap.add_argument("--data", type=Path, default=Path("data/shapes/tiny"), help="a Shapes world folder")
+    ap.add_argument("--feature-layer", type=int, default=None, help="override model.encoder.feature_layer")
+    args = ap.parse_args(argv)
+    print(json.dumps(run(args.tokenizer_config, args.weights, args.data, args.feature_layer), indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
