@@ -21,7 +21,8 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from lavit_pl.data.shapes.scene import CELL_NAMES, GRID
+from lavit_pl.data.shapes.heldout import read_scenes
+from lavit_pl.data.shapes.scene import CELL_NAMES, GRID, Scene
 
 FIT_PREFIX = "vqav2/train2014/"
 TEST_PREFIX = "vqav2/val2014/"
@@ -34,14 +35,13 @@ def patch_cells(patches_per_side: int, grid: int = GRID) -> torch.Tensor:
     return (line[:, None] * grid + line[None, :]).reshape(-1)
 
 
-def cell_labels(scenes: Sequence[dict[str, Any]], kinds: Sequence[str], colors: Sequence[str]) -> tuple[torch.Tensor, torch.Tensor]:
+def cell_labels(scenes: Sequence[Scene], kinds: Sequence[str], colors: Sequence[str]) -> tuple[torch.Tensor, torch.Tensor]:
     """(kind, colour) LongTensors (B, 9): the shape in each cell, ``len(kinds)`` / ``len(colors)`` when empty."""
     kind = torch.full((len(scenes), len(CELL_NAMES)), len(kinds), dtype=torch.long)
     color = torch.full((len(scenes), len(CELL_NAMES)), len(colors), dtype=torch.long)
     for b, scene in enumerate(scenes):
-        for shape in scene["shapes"]:
-            cell = CELL_NAMES.index(shape["position"])
-            kind[b, cell], color[b, cell] = kinds.index(shape["kind"]), colors.index(shape["color"])
+        for shape in scene.shapes:
+            kind[b, shape.cell], color[b, shape.cell] = kinds.index(shape.kind), colors.index(shape.color)
     return kind, color
 
 
@@ -70,32 +70,24 @@ def probe_scores(pred: torch.Tensor, target: torch.Tensor, empty: int) -> dict[s
             "empty_vs_occupied_acc": ((pred == empty) == ~occupied).float().mean().item()}
 
 
-def _load(data: Path, prefix: str) -> tuple[torch.Tensor, list[dict[str, Any]]]:
-    images, scenes = [], []
-    with open(data / "scenes.jsonl") as f:
-        for line in f:
-            row = json.loads(line)
-            if row["path"].startswith(prefix):
-                pixels = np.array(Image.open(data / row["path"]).convert("RGB"))
-                images.append(torch.from_numpy(pixels).permute(2, 0, 1).float() / 255)
-                scenes.append(row["scene"])
-    if not images:
-        raise ValueError(f"{data / 'scenes.jsonl'}: no image under '{prefix}'")
-    return torch.stack(images), scenes
+def _load(data: Path, prefix: str) -> tuple[torch.Tensor, list[Scene]]:
+    """Images (B, 3, H, W) in [0, 1] and their scenes, for the world's images below ``prefix``."""
+    scenes = read_scenes(data, prefix)
+    images = [torch.from_numpy(np.array(Image.open(data / prefix / name).convert("RGB"))).permute(2, 0, 1).float() / 255
+              for name in scenes]
+    return torch.stack(images), list(scenes.values())
 
 
 def run(tokenizer_config: Path, weights: Path, data: Path, feature_layer: int | None = None) -> dict[str, Any]:
-    from omegaconf import OmegaConf
-
-    from lavit_pl.models.tokenizer.tokenizer import DynamicVisualTokenizerConfig
+    from lavit_pl.config.loader import load_config
     from lavit_pl.models.visual_encoder import VisionEncoder
+    from lavit_pl.modules.tokenizer_module import TokenizerRunConfig
     from lavit_pl.utils.checkpoint_io import load_vision_encoder_weights
 
-    model = OmegaConf.load(tokenizer_config).model
-    model.encoder.weights_path = str(weights)
+    overrides = [f"model.encoder.weights_path={weights}"]
     if feature_layer is not None:
-        model.encoder.feature_layer = feature_layer
-    cfg = OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(DynamicVisualTokenizerConfig), model))
+        overrides.append(f"model.encoder.feature_layer={feature_layer}")
+    cfg = load_config(TokenizerRunConfig, tokenizer_config, overrides).model
     encoder = VisionEncoder(cfg.encoder)
     load_vision_encoder_weights(encoder)
     encoder.eval()

@@ -33,8 +33,7 @@ from evaluation.protocols.runner import GenerationRequest, run_task
 from evaluation.protocols.spec import GenerationSettings, TextOp
 from evaluation.protocols.tasks import CASED_QUESTION_OPS, QUESTION_OPS
 from lavit_pl.data.shapes.captions import there_is_caption
-from lavit_pl.data.shapes.heldout import SCENES_FILE
-from lavit_pl.data.shapes.scene import Scene
+from lavit_pl.data.shapes.heldout import read_scenes
 
 QUESTION_FORMS: dict[str, tuple[TextOp, ...]] = {"lowercased (release)": QUESTION_OPS, "as written": CASED_QUESTION_OPS}
 TASK = "describe_then_answer/vqav2"
@@ -43,20 +42,11 @@ Answerer = Callable[[Sequence[str], GenerationSettings], list[str]]  # (prompts,
 
 def ground_truth_captions(data_root: Path, split: str) -> dict[str, str]:
     """VQAv2-like image file name -> ground-truth "There is ..." caption, from the world's scenes.jsonl."""
-    prefix = f"vqav2/{split}/"
-    path = data_root / SCENES_FILE
-    out = {}
-    with path.open() as f:
-        for line_no, line in enumerate(f, 1):
-            record = json.loads(line)
-            if record["path"].startswith(prefix):
-                try:
-                    out[record["path"][len(prefix):]] = there_is_caption(Scene.from_json(record["scene"]))
-                except (KeyError, TypeError, ValueError) as e:
-                    raise ValueError(f"{path}:{line_no}: not a scene record ({e})") from e
-    if not out:
-        raise ValueError(f"{path}: no scene under '{prefix}' (expected the Shapes world's VQAv2-like split '{split}')")
-    return out
+    try:
+        scenes = read_scenes(data_root, f"vqav2/{split}/")
+    except ValueError as e:
+        raise ValueError(f"{e} (expected the Shapes world's VQAv2-like split '{split}')") from e
+    return {name: there_is_caption(scene) for name, scene in scenes.items()}
 
 
 def probe(questions: Sequence[VQAQuestion], captions: dict[str, str], answer: Answerer,

@@ -4,6 +4,7 @@ from __future__ import annotations
 import torch
 
 from evaluation.patch_probe import cell_labels, linear_probe, patch_cells, probe_scores
+from lavit_pl.data.shapes.scene import Scene, Shape
 
 
 def test_patch_cells_hand_computed():
@@ -15,8 +16,7 @@ def test_patch_cells_hand_computed():
 
 
 def test_cell_labels_mark_empty_cells():
-    scenes = [{"shapes": [{"kind": "star", "color": "red", "position": "top left"},
-                          {"kind": "circle", "color": "blue", "position": "bottom right"}]}]
+    scenes = [Scene("white", (Shape("star", "red", "small", 0, 0.15, 0.15), Shape("circle", "blue", "large", 8, 0.8, 0.8)))]
     kind, color = cell_labels(scenes, ["circle", "star"], ["red", "blue"])
     assert kind.tolist() == [[1, 2, 2, 2, 2, 2, 2, 2, 0]]
     assert color.tolist() == [[0, 2, 2, 2, 2, 2, 2, 2, 1]]

@@ -8,6 +8,7 @@ image written outside the training shards is recorded in ``ctx.scene_records`` (
 from __future__ import annotations
 
 import hashlib
+import json
 import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,6 +33,23 @@ SCENES_FILE = "scenes.jsonl"
 # Image-id bases keep the ids of different splits apart (real VQAv2 shares COCO's ids; we do not).
 COCO_ID_BASE, VQA_VAL_ID_BASE, VQA_TRAIN_ID_BASE, OKVQA_ID_BASE = 100_000, 200_000, 300_000, 400_000
 FLICKR_NAME_BASE, GQA_TEST_ID_BASE, GQA_TRAIN_ID_BASE, GQA_QID_BASE = 1_000_000, 500_000, 600_000, 20_000_000
+
+
+def read_scenes(root: Path, prefix: str) -> dict[str, Scene]:
+    """Image path below ``prefix`` (e.g. "vqav2/val2014/") -> its scene, from ``root``'s scenes.jsonl."""
+    path = Path(root) / SCENES_FILE
+    out = {}
+    with path.open() as f:
+        for line_no, line in enumerate(f, 1):
+            record = json.loads(line)
+            if record["path"].startswith(prefix):
+                try:
+                    out[record["path"][len(prefix):]] = Scene.from_json(record["scene"])
+                except (KeyError, TypeError, ValueError) as e:
+                    raise ValueError(f"{path}:{line_no}: not a scene record ({e})") from e
+    if not out:
+        raise ValueError(f"{path}: no scene under '{prefix}'")
+    return out
 
 
 def split_rng(seed: int, *names: str) -> np.random.Generator:
