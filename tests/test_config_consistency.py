@@ -23,18 +23,30 @@ def _architecture(tok) -> dict:
     return arch
 
 
-@pytest.mark.parametrize("preset", ["micro", "tiny"])
+# preset -> (stage-0 CLIP, stage-1 tokenizer, stage-2 unified) YAMLs of one chain
+CHAINS = {
+    "micro": ("stage0/clip_micro.yaml", "stage1/tokenizer_micro.yaml", "stage2/unified_micro.yaml"),
+    "tiny": ("stage0/clip_tiny.yaml", "stage1/tokenizer_tiny.yaml", "stage2/unified_tiny.yaml"),
+    "tiny_clip_regions": ("stage0/clip_tiny_regions.yaml", "ablations/tokenizer_clip_regions_tiny.yaml",
+                          "ablations/unified_clip_regions_tiny.yaml"),
+}
+
+
+@pytest.mark.parametrize("preset", CHAINS)
 def test_stage2_tokenizer_equals_stage1(preset):
-    stage1 = load_config(TokenizerRunConfig, EXP / f"stage1/tokenizer_{preset}.yaml")
-    stage2 = load_config(UnifiedRunConfig, EXP / f"stage2/unified_{preset}.yaml")
+    _, tokenizer_yaml, unified_yaml = CHAINS[preset]
+    stage1 = load_config(TokenizerRunConfig, EXP / tokenizer_yaml)
+    stage2 = load_config(UnifiedRunConfig, EXP / unified_yaml)
     assert _architecture(stage2.visual.tokenizer) == _architecture(stage1.model)
     assert stage2.visual.tokenizer_dir == f"{stage1.output_dir}/export/visual_tokenizer"
 
 
-@pytest.mark.parametrize("preset", ["micro", "tiny"])
+@pytest.mark.parametrize("preset", CHAINS)
 def test_stage1_encoder_is_the_stage0_clip_tower(preset):
-    clip = load_config(ClipRunConfig, EXP / f"stage0/clip_{preset}.yaml")
-    enc = load_config(TokenizerRunConfig, EXP / f"stage1/tokenizer_{preset}.yaml").model.encoder
+    clip_yaml, tokenizer_yaml, unified_yaml = CHAINS[preset]
+    clip = load_config(ClipRunConfig, EXP / clip_yaml)
+    enc = load_config(TokenizerRunConfig, EXP / tokenizer_yaml).model.encoder
+    assert load_config(UnifiedRunConfig, EXP / unified_yaml).visual.tokenizer.encoder.weights_path == enc.weights_path
     m = clip.model
     assert (enc.image_size, enc.patch_size, enc.width, enc.depth) == (m.image_size, m.patch_size, m.vision_width, m.vision_layers)
     assert enc.num_heads == m.vision_width // m.vision_head_width and enc.mlp_dim == 4 * m.vision_width

@@ -149,6 +149,10 @@ class ClipModule(L.LightningModule):
         self.region_head = None
         if cfg.regions.weight > 0:
             zs = cfg.zero_shot
+            depth = cfg.model.vision_layers
+            if not -depth <= cfg.regions.feature_layer < depth:
+                raise ValueError(f"regions.feature_layer {cfg.regions.feature_layer} names no block of the "
+                                 f"{depth}-block vision tower (model.vision_layers); use -{depth}..{depth - 1}")
             self.region_head = RegionHead(cfg.model.vision_width, len(zs.kinds), len(zs.colors))
             self._region_tap = PatchTokenTap(self.model.visual.transformer.resblocks[cfg.regions.feature_layer])
         self._zs: dict[str, list[int]] = {"kind_hit": [], "color_hit": []}

@@ -27,7 +27,8 @@ from lavit_pl.data.shapes.region_labels import patch_region_labels
 class ClipRegionConfig:
     weight: float = field(default=0.0, metadata={"help": "weight of the region loss (kind CE + colour CE per patch); 0: off"})
     feature_layer: int = field(default=-1, metadata={
-        "help": "vision block whose patch outputs are supervised; the tokenizer's encoder.feature_layer"})
+        "help": "vision block whose patch outputs are supervised (python index into the blocks); -1 is the "
+                "block the tokenizer reads, -2 leaves that block to the contrastive loss"})
     min_overlap: float = field(default=0.25, metadata={"help": "share of a patch a shape's box must cover to label it"})
 
     def __post_init__(self) -> None:

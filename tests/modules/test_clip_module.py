@@ -137,17 +137,19 @@ def test_patch_region_labels_hand_computed():
         patch_region_labels([{"shapes": [{"kind": "circle", "color": "green", "bbox": [0, 0, 1, 1]}]}], 2, ["circle"], ["red"])
 
 
-def test_region_loss_adds_weighted_patch_cross_entropy():
+@pytest.mark.parametrize("feature_layer", [-1, -2])
+def test_region_loss_adds_weighted_patch_cross_entropy(feature_layer):
     """training_step = contrastive + regions.weight * (CE kind over shape patches + CE colour over all
-    patches) on the last block's patch tokens (class token dropped) through the region head, which is
-    not exported."""
+    patches) on the patch tokens (class token dropped) of block ``regions.feature_layer`` of a two-block
+    tower, through the region head, which is not exported."""
     import torch.nn.functional as F
 
     from lavit_pl.config import load_config
     from lavit_pl.data.shapes.region_labels import patch_region_labels
     from lavit_pl.modules.clip_module import ClipModule, ClipRunConfig
 
-    overrides = ["regions.weight=2.0", "augment.color_dropout=0.0", "augment.kind_negatives=0", "tags.weight=0",
+    overrides = ["regions.weight=2.0", f"regions.feature_layer={feature_layer}", "model.vision_layers=2",
+                 "augment.color_dropout=0.0", "augment.kind_negatives=0", "tags.weight=0",
                  "zero_shot.kinds=[circle,square]", "zero_shot.colors=[red,blue]"]
     cfg = load_config(ClipRunConfig, REPO / "experiments/stage0/clip_micro.yaml", overrides)
     torch.manual_seed(0)
@@ -164,7 +166,12 @@ def test_region_loss_adds_weighted_patch_cross_entropy():
         vit = module.model.visual
         x = vit.conv1(images).flatten(2).transpose(1, 2)
         x = torch.cat([vit.class_embedding.expand(2, 1, -1), x], 1) + vit.positional_embedding
-        x = vit.transformer(vit.ln_pre(x))[:, 1:]
+        x = vit.ln_pre(x)
+        blocks = vit.transformer.resblocks
+        x = x if vit.transformer.batch_first else x.transpose(0, 1)
+        for block in blocks[: len(blocks) + feature_layer + 1]:
+            x = block(x)
+        x = (x if vit.transformer.batch_first else x.transpose(0, 1))[:, 1:]
         side = cfg.model.image_size // cfg.model.patch_size
         kind_t, color_t = patch_region_labels(scenes, side, ["circle", "square"], ["red", "blue"])
         assert (kind_t == 2).any() and (kind_t == 0).any()  # the hexagon is "other shape"
@@ -176,3 +183,6 @@ def test_region_loss_adds_weighted_patch_cross_entropy():
     assert ClipModule(load_config(ClipRunConfig, REPO / "experiments/stage0/clip_micro.yaml", ["regions.weight=0"] + overrides[1:])).region_head is None
     with pytest.raises(Exception, match="regions.weight"):
         load_config(ClipRunConfig, REPO / "experiments/stage0/clip_micro.yaml", ["regions.weight=-1"])
+    with pytest.raises(ValueError, match="regions.feature_layer -3 names no block of the 2-block vision tower"):
+        ClipModule(load_config(ClipRunConfig, REPO / "experiments/stage0/clip_micro.yaml",
+                               ["regions.weight=1", "regions.feature_layer=-3", "model.vision_layers=2"]))

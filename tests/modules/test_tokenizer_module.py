@@ -35,6 +35,7 @@ TINY_YAMLS = [
     REPO / "experiments/ablations/tokenizer_fixed_length_tiny.yaml",
     REPO / "experiments/ablations/tokenizer_no_merger_tiny.yaml",
     REPO / "experiments/ablations/tokenizer_bidirectional_tiny.yaml",
+    REPO / "experiments/ablations/tokenizer_clip_regions_tiny.yaml",
 ]
 EMA_KEYS = ("quantizer.ema_count", "quantizer.ema_sum", "quantizer.initialized")
 
@@ -214,7 +215,7 @@ def test_tiny_and_ablation_yamls_load_and_build(path, tmp_path, capsys):
     if "fixed_length" in name:
         assert tok.token_selector is None and bool((out.keep_mask == 1).all()) and cfg.loss.ratio_weight == 0
     else:
-        assert tok.token_selector is not None and cfg.loss.ratio_weight == 2.0
+        assert tok.token_selector is not None and cfg.loss.ratio_weight == (10.0 if "clip_regions" in name else 2.0)
     assert tok.token_merger.cfg.merge_dropped == ("no_merger" not in name)
     assert not hasattr(tok.token_merger.blocks[0], "cross_attn") if "no_merger" in name else True
     assert tok.token_merger.blocks[0].self_attn.causal == ("bidirectional" not in name)
