@@ -18,12 +18,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
+from evaluation.benchmarks.errors import load_json
+from evaluation.benchmarks.vqa import read_vqa_questions
+from evaluation.table1.paths import Table1Paths
+from evaluation.table1.predictions import SplitFiles
 from lavit_pl.data.shapes.heldout import read_scenes
 from lavit_pl.data.shapes.scene import CELL_PHRASES, SIZES, Scene
 
-TRACE = Path("predictions/describe_then_answer/vqav2.trace.json")
-QUESTIONS = Path("vqav2/v2_OpenEnded_mscoco_val2014_questions.json")
-IMAGES = "vqav2/val2014/"
 NOVEL_WORD = "shape"  # training text names the novel kind "shape"
 _PHRASE = re.compile(
     r"^(?:a|an) (?P<size>" + "|".join(SIZES) + r") (?P<color>[a-z]+) (?P<kind>[a-z]+) (?P<place>"
@@ -102,35 +103,31 @@ def audit_captions(captions: Mapping[str, str], scenes: Mapping[str, Scene], nov
     }
 
 
-def _read_json(path: Path) -> Any:
-    try:
-        return json.loads(path.read_text())
-    except FileNotFoundError:
-        raise FileNotFoundError(f"{path}: not found (run the describe-then-answer evaluation first)") from None
-    except json.JSONDecodeError as e:
-        raise ValueError(f"{path}: not valid JSON ({e})") from None
-
-
-def captions_by_image(eval_dir: Path, data: Path) -> dict[str, str]:
-    """The describe-then-answer captions of the VQAv2-like split, one per image file name."""
-    trace_path = eval_dir / TRACE
-    image_of = {q["question_id"]: q["image_id"] for q in _read_json(data / QUESTIONS)["questions"]}
+def captions_by_image(eval_dir: Path, questions_file: Path) -> dict[str, str]:
+    """The describe-then-answer captions of the VQAv2-like split, one per image file name (the
+    first question's caption where an image has several)."""
+    trace_path = SplitFiles.at(eval_dir, "describe_then_answer", "vqav2").trace
+    if not trace_path.is_file():
+        raise FileNotFoundError(f"{trace_path}: not found (run the describe-then-answer evaluation first)")
+    image_of = {q.question_id: q.image_file for q in read_vqa_questions(questions_file)}
     out: dict[str, str] = {}
-    for i, record in enumerate(_read_json(trace_path)):
+    for i, record in enumerate(load_json(trace_path)):
         try:
             qid, caption = record["id"], record["outputs"]["caption"]
         except (KeyError, TypeError):
             raise ValueError(f"{trace_path}: record {i} lacks 'id' or 'outputs.caption'") from None
         if qid not in image_of:
-            raise ValueError(f"{trace_path}: record {i}: question_id {qid} is not in {data / QUESTIONS}")
-        out.setdefault(f"COCO_val2014_{image_of[qid]:012d}.jpg", caption)
+            raise ValueError(f"{trace_path}: record {i}: question_id {qid} is not in {questions_file}")
+        out.setdefault(image_of[qid], caption)
     return out
 
 
 def run(eval_dir: Path, data: Path) -> dict[str, Any]:
-    world = _read_json(data / "world.json")
-    result = audit_captions(captions_by_image(eval_dir, data), read_scenes(data, IMAGES), world.get("novel_kind"),
-                            world["kinds"], world["colors"])
+    paths = Table1Paths(root=str(data))
+    world = load_json(data / "world.json")
+    captions = captions_by_image(eval_dir, paths.resolve("vqav2_questions"))
+    scenes = read_scenes(data, paths.vqav2_images.rstrip("/") + "/")
+    result = audit_captions(captions, scenes, world.get("novel_kind"), world["kinds"], world["colors"])
     return {"eval_dir": str(eval_dir), "data": str(data)} | result
 
 

@@ -41,7 +41,7 @@ class ClipRegionConfig:
 class RegionHead(nn.Module):
     """Patch tokens (B, N, D) -> kind logits (B, N, n_kinds + 2) and colour logits (B, N, n_colors + 1).
     Kinds are supervised on shape patches only, so the kind head's background logit is only ever
-    pushed down (it stays in the softmax, as in the runs measured in clip_tiny.yaml)."""
+    pushed down (it stays in the softmax, as in the runs measured in docs/stage1_tokenizer.md)."""
 
     def __init__(self, width: int, n_kinds: int, n_colors: int) -> None:
         super().__init__()

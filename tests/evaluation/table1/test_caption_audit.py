@@ -50,18 +50,20 @@ def test_rates_by_hand():
 
 
 def test_captions_by_image_reads_the_trace_once_per_image_and_names_bad_records(tmp_path):
-    eval_dir, data = tmp_path / "eval", tmp_path / "data"
+    eval_dir, questions_file = tmp_path / "eval", tmp_path / "v2_OpenEnded_mscoco_val2014_questions.json"
     (eval_dir / "predictions/describe_then_answer").mkdir(parents=True)
-    (data / "vqav2").mkdir(parents=True)
     questions = [{"question_id": 1, "image_id": 7, "question": "q"}, {"question_id": 2, "image_id": 7, "question": "q"}]
-    (data / "vqav2/v2_OpenEnded_mscoco_val2014_questions.json").write_text(json.dumps({"questions": questions}))
+    questions_file.write_text(json.dumps({"data_subtype": "val2014", "questions": questions}))
     trace = eval_dir / "predictions/describe_then_answer/vqav2.trace.json"
     trace.write_text(json.dumps([{"id": 1, "outputs": {"caption": "There is A"}},
                                  {"id": 2, "outputs": {"caption": "There is B"}}]))
-    assert captions_by_image(eval_dir, data) == {"COCO_val2014_000000000007.jpg": "There is A"}
+    assert captions_by_image(eval_dir, questions_file) == {"COCO_val2014_000000000007.jpg": "There is A"}
     trace.write_text(json.dumps([{"id": 1, "outputs": {}}]))
     with pytest.raises(ValueError, match=r"vqav2.trace.json: record 0 lacks 'id' or 'outputs.caption'"):
-        captions_by_image(eval_dir, data)
+        captions_by_image(eval_dir, questions_file)
     trace.write_text(json.dumps([{"id": 3, "outputs": {"caption": "x"}}]))
     with pytest.raises(ValueError, match="record 0: question_id 3 is not in"):
-        captions_by_image(eval_dir, data)
+        captions_by_image(eval_dir, questions_file)
+    trace.unlink()
+    with pytest.raises(FileNotFoundError, match="run the describe-then-answer evaluation first"):
+        captions_by_image(eval_dir, questions_file)
