@@ -38,6 +38,10 @@ def test_micro_pipeline_end_to_end(tmp_path, monkeypatch):
     assert row["cells"]["vqav2"]["value"] == retrieval["vqav2"]["vqa_accuracy"]
     assert row["cells"]["nocaps"]["value"] == pytest.approx(100 * retrieval["nocaps"]["cider"])
     print("micro retrieval row:", json.dumps(retrieval))
+    # the blind model's describe-then-answer row sits beside ours, so both protocols compare in one table
+    blind_dta = json.loads((tmp_path / "runs/micro/eval_table1_blind/metrics/blind_describe_then_answer.json").read_text())
+    row = next(r for r in table["rows"] if r["name"] == "blind_describe_then_answer")
+    assert row["cells"]["vqav2"]["value"] == blind_dta["vqav2"]["vqa_accuracy"]
 
     # Re-running does nothing: every step is already done.
     assert main(argv) == 0

@@ -52,6 +52,7 @@ def world(tmp_path_factory):
     common = (f"data.root={root}", f"model.path={base / 'model'}", "progress=false", "batch_size=3",
               "baselines.num_candidates=5", "baselines.num_reference_images=4",
               f"report.external_rows.blind={base / 'blind/metrics/blind.json'}",
+              f"report.external_rows.blind_describe_then_answer={base / 'blind/metrics/blind_describe_then_answer.json'}",
               f"report.external_rows.retrieval={base / 'retrieval/metrics/retrieval.json'}")
     summary = run_eval(f"output_dir={base / 'out'}", *common)
     return {"root": root, "base": base, "out": base / "out", "common": common, "summary": summary}
@@ -149,14 +150,17 @@ def test_report_has_the_paper_row_baselines_and_missing_reasons(world):
     paper = rows["LaVIT (LLaMA-7B), paper"]
     assert {k: c["value"] for k, c in paper["cells"].items()} == {
         "nocaps": 114.2, "flickr30k": 83.0, "vqav2": 66.0, "okvqa": 54.6, "gqa": 46.8, "vizwiz": 38.5}
-    assert [r["name"] for r in table["rows"][:7]] == [
+    assert [r["name"] for r in table["rows"][:8]] == [
         "ours", "ours_release_postprocessed", "ours_describe_then_answer", "prior", "constant_caption", "blind",
-        "retrieval"]
+        "blind_describe_then_answer", "retrieval"]
     prior = json.loads((out / "metrics/prior.json").read_text())
     assert rows["Answer prior"]["cells"]["vqav2"]["value"] == prior["vqav2"]["vqa_accuracy"]
     assert rows["Constant caption"]["cells"]["nocaps"]["value"] is not None
     blind = rows["Blind model"]
     assert all(c["value"] is None for c in blind["cells"].values()) and "blind.json: not found" in blind["description"]
+    blind_dta = rows["Blind model, describe-then-answer"]  # a missing extra row still sits under its model
+    assert all(c["value"] is None for c in blind_dta["cells"].values())
+    assert "blind_describe_then_answer.json: not found" in blind_dta["description"]
     md = (out / "reports/table1.md").read_text()
     assert "| LaVIT (LLaMA-7B), paper | paper | 114.2 | 83.0 | 66.0 | 54.6 | 46.8 | 38.5 |" in md
     assert "no result file given for row 'retrieval'" in md
@@ -224,7 +228,8 @@ def test_subsets_and_the_blind_row(world):
     # the per-question-type table: the official evaluator's perQuestionType, for the same rows
     types = json.loads((world["out"] / "reports/table1_vqa_types.json").read_text())
     assert [r["name"] for r in types["rows"] if r["kind"] != "paper"] == [
-        "ours", "ours_release_postprocessed", "ours_describe_then_answer", "prior", "blind", "retrieval"]
+        "ours", "ours_release_postprocessed", "ours_describe_then_answer", "prior", "blind",
+        "blind_describe_then_answer", "retrieval"]
     columns = {"color": "what color is the", "count": "how many", "exists": "is there a", "where": "where is the"}
 
     def type_cells(row: str) -> dict:
