@@ -4,11 +4,16 @@ The generator is a plain callable ``generate(requests: list[GenerationRequest]) 
 (one raw generation per request, same order). All requests of one call belong to the same step,
 so they share one :class:`GenerationSettings` and can be decoded as one batch. A model wrapper puts
 ``request.image`` as ``[IMG] x̂_1 … x̂_T [/IMG]`` before ``request.text``; tests use plain functions.
+
+Records that ask the same step the same thing about the same image (describe-then-answer's caption
+step, asked once per question but the same for all questions of an image) are generated once and
+share the output, when decoding is deterministic and the image is a path or an id.
 """
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any, Callable, Hashable, Mapping, Sequence
 
 from evaluation.protocols.spec import GenerationSettings, Task, apply_ops
 
@@ -45,14 +50,24 @@ def _check_records(task: Task, records: Sequence[Mapping[str, Any]]) -> None:
             raise KeyError(f"{task.key}: record {i} lacks {missing}; expected keys {needed}")
 
 
+def _request_key(image: Any, text: str, deterministic: bool, index: int) -> Hashable:
+    """Records with equal keys get one generation: same image (a path or an id) and same text."""
+    if deterministic and isinstance(image, (str, int, os.PathLike)):
+        return ("image", os.fspath(image) if isinstance(image, os.PathLike) else image, text)
+    return ("record", index)
+
+
 def run_task(
-    task: Task, records: Sequence[Mapping[str, Any]], generate: Generator, batch_size: int = 16
+    task: Task, records: Sequence[Mapping[str, Any]], generate: Generator, batch_size: int = 16,
+    on_batch: Callable[[int], None] | None = None,
 ) -> list[TaskOutput]:
     """Run every step of ``task`` on ``records`` (mappings with ``image`` and the template fields).
 
     Step k's template is filled with the normalised record fields and the outputs of steps < k.
     A record whose exit rule fired skips the remaining steps; otherwise its prediction is the last
-    step's output.
+    step's output. Identical requests of a step (see the module docstring) go to ``generate`` once,
+    in batches of at most ``batch_size`` distinct requests. ``on_batch(n)`` is called after each
+    batch with the number of records it answered (for progress bars).
     """
     if batch_size < 1:
         raise ValueError(f"batch_size: expected >= 1, got {batch_size}")
@@ -63,27 +78,33 @@ def run_task(
     results = [TaskOutput(prediction="") for _ in records]
     active = list(range(len(records)))
     for step in task.steps:
-        for start in range(0, len(active), batch_size):
-            chunk = active[start : start + batch_size]
-            texts = [step.template.format(**fields[i], **results[i].outputs) for i in chunk]
-            requests = [
-                GenerationRequest(records[i]["image"], t, step.name, step.generation) for i, t in zip(chunk, texts)
-            ]
+        texts = {i: step.template.format(**fields[i], **results[i].outputs) for i in active}
+        sharing: dict[Hashable, list[int]] = {}  # request key -> the records it answers, first one asked
+        for i in active:
+            key = _request_key(records[i]["image"], texts[i], not step.generation.do_sample, i)
+            sharing.setdefault(key, []).append(i)
+        groups = list(sharing.values())
+        for start in range(0, len(groups), batch_size):
+            chunk = groups[start : start + batch_size]
+            requests = [GenerationRequest(records[g[0]]["image"], texts[g[0]], step.name, step.generation) for g in chunk]
             raw = generate(requests)
             if len(raw) != len(requests):
                 raise ValueError(
                     f"{task.key} step '{step.name}': generator returned {len(raw)} texts for {len(requests)} requests"
                 )
-            for i, text, out in zip(chunk, texts, raw):
+            for group, out in zip(chunk, raw):
                 if not isinstance(out, str):
                     raise TypeError(
                         f"{task.key} step '{step.name}': generator returned {type(out).__name__}, expected str"
                     )
-                results[i].prompts[step.name] = text
-                results[i].outputs[step.name] = results[i].prediction = apply_ops(step.output_ops, out)
-                if step.exit_rule is not None and step.exit_rule.matches(results[i].prediction):
-                    results[i].prediction = step.exit_rule.prediction
-                    results[i].exited_at = step.name
+                for i in group:
+                    results[i].prompts[step.name] = texts[i]
+                    results[i].outputs[step.name] = results[i].prediction = apply_ops(step.output_ops, out)
+                    if step.exit_rule is not None and step.exit_rule.matches(results[i].prediction):
+                        results[i].prediction = step.exit_rule.prediction
+                        results[i].exited_at = step.name
+            if on_batch is not None:
+                on_batch(sum(len(g) for g in chunk))
         active = [i for i in active if results[i].exited_at is None]
     return results
 

@@ -86,19 +86,13 @@ def predict_split(task: Task, split: PreparedSplit, generate: Generator, batch_s
                   meta: dict[str, Any], progress: bool = True) -> bool:
     """Generate ``split`` under ``task`` unless complete; returns True when it generated.
 
-    The progress bar counts generations; its total assumes every step runs for every record
-    (an exit rule, e.g. VizWiz's answerability question, ends some records early).
+    The progress bar counts answered (record, step) pairs; its total assumes every step runs for
+    every record (an exit rule, e.g. VizWiz's answerability question, ends some records early).
     """
     def produce() -> None:
-        bar = tqdm(total=len(split.records) * len(task.steps), desc=f"{task.key}", unit="gen", disable=not progress)
-
-        def counted(requests: list[GenerationRequest]) -> list[str]:
-            texts = generate(requests)
-            bar.update(len(requests))
-            return texts
-
+        bar = tqdm(total=len(split.records) * len(task.steps), desc=f"{task.key}", unit="step", disable=not progress)
         try:
-            outputs = run_task(task, split.records, counted, batch_size)
+            outputs = run_task(task, split.records, generate, batch_size, on_batch=bar.update)
         finally:
             bar.close()
         trace = [{"id": i, "prompts": o.prompts, "outputs": o.outputs, "exited_at": o.exited_at,

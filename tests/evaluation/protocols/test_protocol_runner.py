@@ -129,3 +129,35 @@ def test_bad_records_and_generators_are_named():
         run_task(task, [{"image": 0, "question": "a"}], lambda requests: [])
     with pytest.raises(KeyError, match="results id key 'question_id'"):
         results_entries(task, [{"image": 0, "question": "a"}], run_task(task, [{"image": 0, "question": "a"}], one_at_a_time(lambda r: "x")))
+
+
+def test_questions_on_one_image_share_one_caption_generation():
+    generate, calls = _recorder(lambda r: f"{r.image} {r.step} {len(r.text)}")
+    records = [{"image": img, "question": q, "question_id": k}
+               for k, (img, q) in enumerate([("img_a", "Q1?"), ("img_b", "Q1?"), ("img_a", "Q2?"), ("img_a", "Q1?")])]
+    answered = []
+    outs = run_task(get_task("describe_then_answer/vqav2"), records, generate, batch_size=2, on_batch=answered.append)
+    captions = [c for c in calls if c.step == "caption"]
+    assert [c.image for c in captions] == ["img_a", "img_b"]  # one caption per image, in first-seen order
+    assert [o.outputs["caption"] for o in outs] == ["There is img_a caption 8", "There is img_b caption 8",
+                                                    "There is img_a caption 8", "There is img_a caption 8"]
+    # step 2: record 3 repeats record 0 (same image, same question), record 2 asks another question
+    assert [c.image for c in calls if c.step == "answer"] == ["img_a", "img_b", "img_a"]
+    assert outs[3].prediction == outs[0].prediction and outs[3].prompts == outs[0].prompts
+    assert answered == [4, 3, 1]  # records answered per batch: every record is counted once per step
+
+
+def test_sampled_steps_and_unhashable_images_are_never_shared():
+    import dataclasses
+
+    from evaluation.protocols.spec import GenerationSettings
+
+    task = get_task("release/vqav2")
+    sampled = dataclasses.replace(task, steps=tuple(dataclasses.replace(s, generation=GenerationSettings(do_sample=True))
+                                                    for s in task.steps))
+    generate, calls = _recorder(lambda r: "x")
+    run_task(sampled, [{"image": "a.jpg", "question": "q"}] * 3, generate)
+    assert len(calls) == 3  # each record gets its own sample
+    generate, calls = _recorder(lambda r: "x")
+    run_task(task, [{"image": ["pixels"], "question": "q"}] * 2, generate)
+    assert len(calls) == 2  # an in-memory image has no identity to share by
