@@ -4,7 +4,10 @@ The tokenizer, and so every caption and answer, sees only the patch features of 
 This probe pools them per cell of the world's 3 x 3 grid and fits linear classifiers (L-BFGS,
 light L2) for the kind and the colour of the shape in the cell, or "empty", on the VQAv2-like
 train2014 images, then scores held-out val2014 images. Reported: kind and colour accuracy on
-occupied cells (chance: 1 / kinds, 1 / colours) and empty-vs-occupied accuracy.
+occupied cells (chance: 1 / kinds, 1 / colours) and empty-vs-occupied accuracy. And where the
+features say a patch is, which the captions' and questions' positions need (the merger adds no
+position embedding): the grid cell of each single patch inside an occupied cell (against the
+majority cell) and the row of every patch (chance 1 / rows), both from one patch's feature.
 
     python -m evaluation.patch_probe --tokenizer-config experiments/stage1/tokenizer_tiny.yaml \\
         --weights runs/tiny/stage0_clip/export/open_clip_pytorch_model.bin --data data/shapes/tiny
@@ -70,6 +73,21 @@ def probe_scores(pred: torch.Tensor, target: torch.Tensor, empty: int) -> dict[s
             "empty_vs_occupied_acc": ((pred == empty) == ~occupied).float().mean().item()}
 
 
+def position_samples(feats: torch.Tensor, scenes: Sequence[Scene], cells: torch.Tensor
+                     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Single-patch samples for the position probes, from features (B, N, D) in raster order:
+    (features (M, D), grid cell (M,)) of the patches inside occupied cells, and
+    (features (B * N, D), patch row (B * N,)) of every patch."""
+    occupied = torch.zeros(len(scenes), len(CELL_NAMES), dtype=torch.bool)
+    for b, scene in enumerate(scenes):
+        for shape in scene.shapes:
+            occupied[b, shape.cell] = True
+    inside = occupied[:, cells]  # (B, N): the patch's cell holds a shape
+    side = int(round(len(cells) ** 0.5))
+    rows = (torch.arange(len(cells)) // side).repeat(len(scenes))
+    return feats[inside], cells.expand(len(scenes), -1)[inside], feats.flatten(0, 1), rows
+
+
 def _load(data: Path, prefix: str) -> tuple[torch.Tensor, list[Scene]]:
     """Images (B, 3, H, W) in [0, 1] and their scenes, for the world's images below ``prefix``."""
     scenes = read_scenes(data, prefix)
@@ -95,21 +113,34 @@ def run(tokenizer_config: Path, weights: Path, data: Path, feature_layer: int | 
     kinds, colors = list(world["kinds"]), list(world["colors"])
     cells = patch_cells(cfg.encoder.image_size // cfg.encoder.patch_size)
 
-    def pooled(prefix: str) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def features(prefix: str) -> tuple[torch.Tensor, list[Scene]]:
         images, scenes = _load(data, prefix)
         with torch.no_grad():
-            feats = torch.cat([encoder(images[i:i + 256]) for i in range(0, len(images), 256)]).double()
+            return torch.cat([encoder(images[i:i + 256]) for i in range(0, len(images), 256)]).double(), scenes
+
+    def pooled(feats: torch.Tensor, scenes: list[Scene]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         per_cell = torch.stack([feats[:, cells == c].mean(1) for c in range(len(CELL_NAMES))], 1).flatten(0, 1)
         kind, color = cell_labels(scenes, kinds, colors)
         return per_cell, kind.reshape(-1), color.reshape(-1)
 
-    x_fit, kind_fit, color_fit = pooled(FIT_PREFIX)
-    x_test, kind_test, color_test = pooled(TEST_PREFIX)
+    fit, test = features(FIT_PREFIX), features(TEST_PREFIX)
+    x_fit, kind_fit, color_fit = pooled(*fit)
+    x_test, kind_test, color_test = pooled(*test)
     out: dict[str, Any] = {"weights": str(weights), "feature_layer": cfg.encoder.feature_layer,
                            "fit_cells": len(x_fit), "test_cells": len(x_test)}
     for name, y_fit, y_test, classes in (("kind", kind_fit, kind_test, kinds), ("color", color_fit, color_test, colors)):
         pred = linear_probe(x_fit, y_fit, x_test, len(classes) + 1)
         out[name] = probe_scores(pred, y_test, len(classes)) | {"chance": 1.0 / len(classes)}
+    cell_fit, cell_y_fit, row_fit, row_y_fit = position_samples(*fit, cells)
+    cell_test, cell_y_test, row_test, row_y_test = position_samples(*test, cells)
+    cell_pred = linear_probe(cell_fit, cell_y_fit, cell_test, len(CELL_NAMES))
+    row_pred = linear_probe(row_fit, row_y_fit, row_test, int(row_y_fit.max()) + 1)
+    out["position"] = {
+        "shape_patch_cell_acc": (cell_pred == cell_y_test).double().mean().item(),
+        "shape_patch_cell_majority": (cell_y_test == cell_y_fit.mode().values).double().mean().item(),
+        "patch_row_acc": (row_pred == row_y_test).double().mean().item(),
+        "patch_row_chance": 1.0 / (int(row_y_fit.max()) + 1),
+    }
     return out
 
 

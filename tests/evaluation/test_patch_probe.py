@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import torch
 
-from evaluation.patch_probe import cell_labels, linear_probe, patch_cells, probe_scores
+from evaluation.patch_probe import cell_labels, linear_probe, patch_cells, position_samples, probe_scores
 from lavit_pl.data.shapes.scene import Scene, Shape
 
 
@@ -39,3 +39,16 @@ def test_probe_scores_hand_computed():
     scores = probe_scores(pred, target, empty=2)
     assert abs(scores["occupied_acc"] - 2 / 3) < 1e-6  # cells 0, 1, 4 occupied; 0 and 4 right
     assert abs(scores["empty_vs_occupied_acc"] - 4 / 5) < 1e-6  # cell 3 called occupied
+
+
+def test_position_samples_take_the_patches_of_occupied_cells_and_every_row():
+    cells = patch_cells(8)
+    scenes = [Scene("white", (Shape("star", "red", "small", 0, 0.15, 0.15),)),
+              Scene("white", (Shape("circle", "blue", "large", 4, 0.5, 0.5), Shape("star", "red", "small", 8, 0.8, 0.8)))]
+    feats = torch.arange(2 * 64, dtype=torch.float64).reshape(2, 64, 1)  # feature = b * 64 + patch index
+    x_cell, y_cell, x_row, y_row = position_samples(feats, scenes, cells)
+    # image 0: cell 0 = patches (0..2) x (0..2); image 1: cell 4 = rows/cols 3..4, cell 8 = rows/cols 5..7
+    assert y_cell.tolist() == [0] * 9 + [4] * 4 + [8] * 9
+    assert x_cell[:9, 0].tolist() == [0, 1, 2, 8, 9, 10, 16, 17, 18]
+    assert x_cell[9:13, 0].tolist() == [64 + 27, 64 + 28, 64 + 35, 64 + 36]
+    assert y_row.tolist() == [p // 8 for p in range(64)] * 2 and torch.equal(x_row[:, 0], feats.flatten())
