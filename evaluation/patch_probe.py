@@ -133,13 +133,14 @@ def run(tokenizer_config: Path, weights: Path, data: Path, feature_layer: int | 
         out[name] = probe_scores(pred, y_test, len(classes)) | {"chance": 1.0 / len(classes)}
     cell_fit, cell_y_fit, row_fit, row_y_fit = position_samples(*fit, cells)
     cell_test, cell_y_test, row_test, row_y_test = position_samples(*test, cells)
+    n_rows = int(row_y_fit.max()) + 1
     cell_pred = linear_probe(cell_fit, cell_y_fit, cell_test, len(CELL_NAMES))
-    row_pred = linear_probe(row_fit, row_y_fit, row_test, int(row_y_fit.max()) + 1)
+    row_pred = linear_probe(row_fit, row_y_fit, row_test, n_rows)
     out["position"] = {
         "shape_patch_cell_acc": (cell_pred == cell_y_test).double().mean().item(),
         "shape_patch_cell_majority": (cell_y_test == cell_y_fit.mode().values).double().mean().item(),
         "patch_row_acc": (row_pred == row_y_test).double().mean().item(),
-        "patch_row_chance": 1.0 / (int(row_y_fit.max()) + 1),
+        "patch_row_chance": 1.0 / n_rows,
     }
     return out
 
