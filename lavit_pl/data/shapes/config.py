@@ -37,6 +37,7 @@ class SplitCounts:
     vizwiz_unanswerable: float = field(default=0.25, metadata=_help("share of VizWiz questions on blank/blurred images"))
     corpus_fact_docs: int = field(default=3000, metadata=_help("corpus documents stating world facts"))
     corpus_reading_docs: int = field(default=4000, metadata=_help("corpus reading-comprehension docs (training scenes)"))
+    corpus_reading_questions: int = field(default=4, metadata=_help("questions after each reading doc's scene description"))
     quiz_test_per_subject: int = field(default=25, metadata=_help("MMLU-like test rows per subject (capped by facts)"))
 
     def __post_init__(self) -> None:

@@ -10,11 +10,14 @@ from collections import Counter
 from pathlib import Path
 
 import numpy as np
+import pytest
 from PIL import Image
 
+from lavit_pl.data.shapes.config import SplitCounts
+from lavit_pl.data.shapes.corpus import reading_document
 from lavit_pl.data.shapes.questions import QUESTION_TYPES
 from lavit_pl.data.shapes.render import foreground_fraction
-from lavit_pl.data.shapes.scene import BACKGROUNDS, canonical_of_json, scene_digest
+from lavit_pl.data.shapes.scene import BACKGROUNDS, Scene, Shape, canonical_of_json, scene_digest
 
 NOVEL = "star"
 
@@ -159,3 +162,14 @@ def test_foreground_of_written_training_images_grows_with_complexity(shapes_micr
                     by_n.setdefault(meta["complexity"], []).append(foreground_fraction(img, bg))
     means = [float(np.mean(by_n[n])) for n in (1, 2, 3, 4)]
     assert all(a < b for a, b in zip(means, means[1:])), means
+
+
+def test_reading_documents_ask_the_configured_number_of_questions():
+    scene = Scene("gray", (Shape("circle", "red", "small", 0, 0.1, 0.1), Shape("square", "green", "medium", 4, 0.5, 0.5)))
+    kinds, colors = ["circle", "square", "triangle", "diamond"], ["red", "green", "blue"]
+    for n in (4, 8, 12):
+        counts = [reading_document(scene, np.random.default_rng(i), kinds, colors, "star", n)["text"].count("\nQuestion: ")
+                  for i in range(20)]
+        assert set(counts) == {n}  # the hidden kind is absent here, so no question is dropped
+    with pytest.raises(ValueError, match="corpus_reading_questions"):
+        SplitCounts(corpus_reading_questions=0)

@@ -108,3 +108,14 @@ def test_a_leaking_world_fails_loudly_and_is_not_written(make_micro_config, tmp_
         generate_world(make_micro_config(out))
     assert not out.exists()
     assert not list(tmp_path.glob(".leaky.*"))
+
+
+def test_more_reading_questions_change_only_the_corpus(shapes_micro_world, make_micro_config, tmp_path):
+    other = tmp_path / "q8"
+    generate_world(make_micro_config(other, "counts.corpus_reading_questions=8"))
+    a, b = _files(shapes_micro_world), _files(other)
+    assert a["train/shards/00000.tar"] == b["train/shards/00000.tar"]  # images come from their own streams
+    assert a["vqav2/v2_mscoco_val2014_annotations.json"] == b["vqav2/v2_mscoco_val2014_annotations.json"]
+    questions = [doc.count("Question: ") for doc in (json.loads(line)["text"] for line in b["corpus/corpus_00000.jsonl"].splitlines())
+                 if "Question: " in doc]
+    assert len(questions) == 200 and max(questions) == 8 and sum(questions) > 6 * len(questions)
