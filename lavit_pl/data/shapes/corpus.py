@@ -59,9 +59,10 @@ def reading_document(
     known_kinds: Sequence[str],
     colors: Sequence[str],
     hidden_kind: str,
-    n_questions: int = 4,
+    n_questions: int,
 ) -> dict[str, Any]:
-    """A training scene in words followed by ``Question: ... Answer: ...`` pairs.
+    """A training scene in words followed by up to ``n_questions`` ``Question: ... Answer: ...`` pairs
+    (the world's ``counts.corpus_reading_questions``).
 
     Questions that would name ``hidden_kind`` are dropped; the description calls it "shape".
     """
