@@ -35,6 +35,7 @@ def _flat(cfg) -> dict:
     ("unified_quantized_input_tiny", {"visual.input": "quantized"}),
     ("unified_frozen_llm_tiny", {"lm.freeze_llm": True}),
     ("unified_blind_tiny", {"visual.blind": True, "cache.dir": "runs/tiny/stage2_cache_blind"}),
+    ("unified_paper_mix_tiny", {"data.weights.text": 2.0}),
 ])
 def test_ablations_change_only_the_keys_under_study(name, changed):
     base = _flat(load_config(UnifiedRunConfig, REPO / "experiments/stage2/unified_tiny.yaml"))
