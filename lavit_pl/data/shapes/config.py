@@ -38,6 +38,8 @@ class SplitCounts:
     corpus_fact_docs: int = field(default=3000, metadata=_help("corpus documents stating world facts"))
     corpus_reading_docs: int = field(default=4000, metadata=_help("corpus reading-comprehension docs (training scenes)"))
     corpus_reading_questions: int = field(default=4, metadata=_help("questions after each reading doc's scene description"))
+    corpus_existence_pairs: int = field(default=0, metadata=_help(
+        "contrastive existence pairs per reading doc: 'Is there a <kind> in the image?' for a named and an unnamed kind"))
     quiz_test_per_subject: int = field(default=25, metadata=_help("MMLU-like test rows per subject (capped by facts)"))
 
     def __post_init__(self) -> None:
@@ -46,6 +48,9 @@ class SplitCounts:
             if f.name == "vizwiz_unanswerable":
                 if not 0.0 <= value <= 1.0:
                     raise ValueError(f"counts.vizwiz_unanswerable must be in [0, 1], got {value}")
+            elif f.name == "corpus_existence_pairs":
+                if value < 0:
+                    raise ValueError(f"counts.corpus_existence_pairs must be >= 0, got {value}")
             elif value < 1:
                 raise ValueError(f"counts.{f.name} must be >= 1, got {value}")
         if self.flickr_train > self.train:

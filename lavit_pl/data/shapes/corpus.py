@@ -18,7 +18,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from lavit_pl.data.shapes.answers import QA
-from lavit_pl.data.shapes.captions import scene_description, there_is_caption
+from lavit_pl.data.shapes.captions import article, scene_description, there_is_caption
 from lavit_pl.data.shapes.lore import Fact
 from lavit_pl.data.shapes.questions import vqa_questions
 from lavit_pl.data.shapes.scene import Scene, canonical, scene_digest
@@ -53,6 +53,27 @@ def mentions(text: str, word: str) -> bool:
     return re.search(rf"\b{re.escape(word)}(s|es)?\b", text, flags=re.IGNORECASE) is not None
 
 
+def _with_existence_pairs(
+    scene: Scene, rng: np.random.Generator, qas: list[QA], known_kinds: Sequence[str], pairs: int
+) -> list[QA]:
+    """``qas`` plus up to ``pairs`` present-kind / absent-kind existence questions, in a random order.
+
+    Both answers of a pair follow the same question form about the same description, so the
+    form alone does not predict the answer: only looking the kind up in the description does.
+    """
+    present = sorted({s.kind for s in scene.shapes if s.kind in known_kinds})
+    absent = [k for k in known_kinds if k not in present]
+    asked = {q.question for q in qas}
+    extra: list[QA] = []
+    for pool, answer in ((present, "yes"), (absent, "no")):
+        fresh = [k for k in pool if f"Is there {article(k)} {k} in the image?" not in asked]
+        for i in rng.permutation(len(fresh))[:pairs]:
+            kind = fresh[int(i)]
+            extra.append(QA("exist", f"Is there {article(kind)} {kind} in the image?", answer, ["no" if answer == "yes" else "yes"]))
+    out = qas + extra
+    return [out[int(i)] for i in rng.permutation(len(out))]
+
+
 def reading_document(
     scene: Scene,
     rng: np.random.Generator,
@@ -60,15 +81,20 @@ def reading_document(
     colors: Sequence[str],
     hidden_kind: str,
     n_questions: int,
+    existence_pairs: int = 0,
 ) -> dict[str, Any]:
     """A training scene in words followed by up to ``n_questions`` ``Question: ... Answer: ...`` pairs
-    (the world's ``counts.corpus_reading_questions``).
+    (the world's ``counts.corpus_reading_questions``), plus ``existence_pairs`` contrastive pairs
+    (``counts.corpus_existence_pairs``): "Is there a <kind> in the image?" about a kind the
+    description names ("yes") and about one it does not ("no"), shuffled in among the others.
 
     Questions that would name ``hidden_kind`` are dropped; the description calls it "shape".
     """
     describe = scene_description if rng.random() < 0.5 else there_is_caption
     qas: list[QA] = vqa_questions(scene, rng, n_questions + 2, known_kinds, colors)
     qas = [q for q in qas if not mentions(q.question, hidden_kind) and not mentions(q.answer, hidden_kind)][:n_questions]
+    if existence_pairs:
+        qas = _with_existence_pairs(scene, rng, qas, known_kinds, existence_pairs)
     lines = [describe(scene, hidden_kind)]
     lines += [f"Question: {q.question} Answer: {q.answer}" for q in qas]
     return {"text": "\n".join(lines), "meta": {"source": READING_SOURCE, "scene_sha256": scene_digest(canonical(scene))}}

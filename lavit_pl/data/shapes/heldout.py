@@ -233,7 +233,7 @@ def write_text(ctx: Context, train_scenes: Sequence[Scene]) -> dict[str, Any]:
     n = cfg.counts.corpus_reading_docs
     picks = rng.choice(len(train_scenes), size=n, replace=n > len(train_scenes))
     docs += [reading_document(train_scenes[int(i)], rng, cfg.known_kinds, cfg.colors, cfg.novel_kind,
-                             cfg.counts.corpus_reading_questions) for i in picks]
+                             cfg.counts.corpus_reading_questions, cfg.counts.corpus_existence_pairs) for i in picks]
     order = ctx.rng("corpus", "order").permutation(len(docs))
     paths = writers.write_corpus(ctx.root / "corpus", [docs[int(i)] for i in order], cfg.docs_per_corpus_file)
     quiz = build_quiz(ctx.lore, ctx.rng("quiz"), cfg.counts.quiz_test_per_subject)

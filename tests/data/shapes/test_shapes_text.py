@@ -173,3 +173,21 @@ def test_reading_documents_ask_the_configured_number_of_questions():
         assert set(counts) == {n}  # the hidden kind is absent here, so no question is dropped
     with pytest.raises(ValueError, match="corpus_reading_questions"):
         SplitCounts(corpus_reading_questions=0)
+
+
+def test_existence_pairs_ask_a_named_and_an_unnamed_kind_in_the_same_form():
+    scene = Scene("gray", (Shape("circle", "red", "small", 0, 0.1, 0.1), Shape("star", "green", "medium", 4, 0.5, 0.5)))
+    kinds, colors = ["circle", "square", "triangle", "diamond"], ["red", "green", "blue"]
+    for i in range(20):
+        plain = reading_document(scene, np.random.default_rng(i), kinds, colors, "star", 4)["text"]
+        text = reading_document(scene, np.random.default_rng(i), kinds, colors, "star", 4, existence_pairs=1)["text"]
+        assert text.split("\n", 1)[0] == plain.split("\n", 1)[0]  # same description
+        qas = re.findall(r"Question: (.*?) Answer: (.*)", text)
+        circle_asked = "Is there a circle in the image?" in plain  # then only the "no" half is new
+        n_plain = plain.count("\nQuestion: ")  # <= 4: questions naming the star are dropped
+        assert len(qas) == len({q for q, _ in qas}) == n_plain + 1 + (not circle_asked)
+        kind_form = {re.match(r"Is there an? (\w+) in the image\?", q).group(1): a for q, a in qas if q.endswith("in the image?")}
+        assert kind_form.get("circle") == "yes"  # the only named known kind ("star" is written "shape")
+        assert "star" not in kind_form and any(a == "no" and k in kinds for k, a in kind_form.items())
+    with pytest.raises(ValueError, match="corpus_existence_pairs"):
+        SplitCounts(corpus_existence_pairs=-1)

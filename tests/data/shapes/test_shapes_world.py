@@ -111,8 +111,9 @@ def test_a_leaking_world_fails_loudly_and_is_not_written(make_micro_config, tmp_
 
 
 def test_more_reading_questions_change_only_the_corpus(shapes_micro_world, make_micro_config, tmp_path):
+    # the fixture world has the preset's existence pairs; this one has none and 8 questions: both keys are corpus-only
     other = tmp_path / "q8"
-    generate_world(make_micro_config(other, "counts.corpus_reading_questions=8"))
+    generate_world(make_micro_config(other, "counts.corpus_reading_questions=8", "counts.corpus_existence_pairs=0"))
     a, b = _files(shapes_micro_world), _files(other)
     assert a["train/shards/00000.tar"] == b["train/shards/00000.tar"]  # images come from their own streams
     assert a["vqav2/v2_mscoco_val2014_annotations.json"] == b["vqav2/v2_mscoco_val2014_annotations.json"]
