@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import re
 import os
 import subprocess
 import sys
@@ -113,10 +114,35 @@ def test_a_leaking_world_fails_loudly_and_is_not_written(make_micro_config, tmp_
 def test_more_reading_questions_change_only_the_corpus(shapes_micro_world, make_micro_config, tmp_path):
     # the fixture world has the preset's existence pairs; this one has none and 8 questions: both keys are corpus-only
     other = tmp_path / "q8"
-    generate_world(make_micro_config(other, "counts.corpus_reading_questions=8", "counts.corpus_existence_pairs=0"))
+    generate_world(make_micro_config(other, "counts.corpus_reading_questions=8"))
     a, b = _files(shapes_micro_world), _files(other)
     assert a["train/shards/00000.tar"] == b["train/shards/00000.tar"]  # images come from their own streams
     assert a["vqav2/v2_mscoco_val2014_annotations.json"] == b["vqav2/v2_mscoco_val2014_annotations.json"]
     docs = [json.loads(line) for line in b["corpus/corpus_00000.jsonl"].splitlines()]
     questions = [d["text"].count("Question: ") for d in docs if d["meta"]["source"] == "shapes_reading"]
     assert len(questions) == 200 and max(questions) == 8 and sum(questions) > 6 * len(questions)
+
+
+def test_existence_pairs_change_only_the_corpus(shapes_micro_world, make_micro_config, tmp_path):
+    other = tmp_path / "pairs"
+    generate_world(make_micro_config(other, "counts.corpus_existence_pairs=2"))
+    a, b = _files(shapes_micro_world), _files(other)
+    assert a["train/shards/00000.tar"] == b["train/shards/00000.tar"]
+    assert a["vqav2/v2_mscoco_val2014_annotations.json"] == b["vqav2/v2_mscoco_val2014_annotations.json"]
+    docs = [json.loads(line) for line in b["corpus/corpus_00000.jsonl"].splitlines()]
+    reading = [d["text"] for d in docs if d["meta"]["source"] == "shapes_reading"]
+    # <= 4 VQA questions, then 2 "no" pairs (>= 2 known kinds are always absent) and up to 2 "yes"
+    assert len(reading) == 200 and max(t.count("Question: ") for t in reading) == 8
+    assert all(len(re.findall(r"in the image\? Answer: no", t)) >= 2 for t in reading)
+
+
+def test_existence_pairs_world_yaml_changes_only_that_key():
+    from lavit_pl.config import load_config
+    from lavit_pl.data.shapes.config import ShapesWorldConfig
+
+    root = Path(__file__).resolve().parents[3] / "experiments/world"
+    base = load_config(ShapesWorldConfig, root / "shapes_tiny.yaml")
+    variant = load_config(ShapesWorldConfig, root / "shapes_tiny_existence_pairs.yaml")
+    assert (base.counts.corpus_existence_pairs, variant.counts.corpus_existence_pairs) == (0, 2)
+    variant.counts.corpus_existence_pairs, variant.output_dir = 0, base.output_dir
+    assert variant == base
