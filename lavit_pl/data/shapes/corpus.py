@@ -18,9 +18,9 @@ from typing import Any, Sequence
 import numpy as np
 
 from lavit_pl.data.shapes.answers import QA
-from lavit_pl.data.shapes.captions import article, scene_description, there_is_caption
+from lavit_pl.data.shapes.captions import scene_description, there_is_caption
 from lavit_pl.data.shapes.lore import Fact
-from lavit_pl.data.shapes.questions import vqa_questions
+from lavit_pl.data.shapes.questions import kind_exist_question, vqa_questions
 from lavit_pl.data.shapes.scene import Scene, canonical, scene_digest
 
 FACTS_SOURCE = "shapes_facts"
@@ -65,11 +65,9 @@ def _with_existence_pairs(
     absent = [k for k in known_kinds if k not in present]
     asked = {q.question for q in qas}
     extra: list[QA] = []
-    for pool, answer in ((present, "yes"), (absent, "no")):
-        fresh = [k for k in pool if f"Is there {article(k)} {k} in the image?" not in asked]
-        for i in rng.permutation(len(fresh))[:pairs]:
-            kind = fresh[int(i)]
-            extra.append(QA("exist", f"Is there {article(kind)} {kind} in the image?", answer, ["no" if answer == "yes" else "yes"]))
+    for pool, is_present in ((present, True), (absent, False)):
+        fresh = [q for q in (kind_exist_question(k, is_present) for k in pool) if q.question not in asked]
+        extra += [fresh[int(i)] for i in rng.permutation(len(fresh))[:pairs]]
     out = qas + extra
     return [out[int(i)] for i in rng.permutation(len(out))]
 

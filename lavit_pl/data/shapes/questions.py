@@ -67,18 +67,24 @@ def count_question(scene: Scene, rng: np.random.Generator, kinds: Sequence[str],
     return QA("count", text, str(n), wrong, plural(singular), extra={"singular": singular})
 
 
+def kind_exist_question(kind: str, present: bool) -> QA:
+    """"Is there a <kind> in the image?", answered "yes" if ``present`` else "no"."""
+    answer, wrong = ("yes", "no") if present else ("no", "yes")
+    return QA("exist", f"Is there {article(kind)} {kind} in the image?", answer, [wrong])
+
+
 def exist_question(scene: Scene, rng: np.random.Generator, kinds: Sequence[str], colors: Sequence[str]) -> QA:
     if rng.random() < 0.5:
         s = _pick(rng, scene.shapes)
         if rng.random() < 0.5:
             return QA("exist", f"Is there {article(s.color)} {s.color} {s.kind}?", "yes", ["no"])
-        return QA("exist", f"Is there {article(s.kind)} {s.kind} in the image?", "yes", ["no"])
+        return kind_exist_question(s.kind, present=True)
     present = {(s.color, s.kind) for s in scene.shapes}
     present_kinds = {s.kind for s in scene.shapes}
     absent_kinds = [k for k in kinds if k not in present_kinds]
     if absent_kinds and rng.random() < 0.4:
         kind = _pick(rng, absent_kinds)
-        return QA("exist", f"Is there {article(kind)} {kind} in the image?", "no", ["yes"])
+        return kind_exist_question(kind, present=False)
     absent = [(c, k) for c in colors for k in kinds if (c, k) not in present]
     c, k = _pick(rng, absent)
     return QA("exist", f"Is there {article(c)} {c} {k}?", "no", ["yes"])

@@ -2,8 +2,8 @@
 from __future__ import annotations
 
 import json
-import re
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -11,7 +11,9 @@ from pathlib import Path
 import pytest
 import yaml
 
+from lavit_pl.config import load_config
 from lavit_pl.data.shapes import world as world_module
+from lavit_pl.data.shapes.config import ShapesWorldConfig
 from lavit_pl.data.shapes.leakage import LeakageError
 from lavit_pl.data.shapes.world import generate_world
 
@@ -112,7 +114,6 @@ def test_a_leaking_world_fails_loudly_and_is_not_written(make_micro_config, tmp_
 
 
 def test_more_reading_questions_change_only_the_corpus(shapes_micro_world, make_micro_config, tmp_path):
-    # the fixture world has the preset's existence pairs; this one has none and 8 questions: both keys are corpus-only
     other = tmp_path / "q8"
     generate_world(make_micro_config(other, "counts.corpus_reading_questions=8"))
     a, b = _files(shapes_micro_world), _files(other)
@@ -137,9 +138,6 @@ def test_existence_pairs_change_only_the_corpus(shapes_micro_world, make_micro_c
 
 
 def test_existence_pairs_world_yaml_changes_only_that_key():
-    from lavit_pl.config import load_config
-    from lavit_pl.data.shapes.config import ShapesWorldConfig
-
     root = Path(__file__).resolve().parents[3] / "experiments/world"
     base = load_config(ShapesWorldConfig, root / "shapes_tiny.yaml")
     variant = load_config(ShapesWorldConfig, root / "shapes_tiny_existence_pairs.yaml")
