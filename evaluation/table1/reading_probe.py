@@ -13,7 +13,10 @@ the stage-0 LLaMA export (or any HF causal LM folder with its tokenizer).
         --data-root data/shapes/tiny --split train2014 --limit 300
 
 Use the train split for decisions (the eval split's questions stay unseen); the world has no VQA
-training data, so train questions are as unseen to the LM as val ones.
+training data, so train questions are as unseen to the LM as val ones. ``--by-template`` also scores
+each question template beside always giving that template's most common answer
+(``evaluation.table1.templates``): an LM that matches it there answers from the template's prior
+("How many <kind>s are there?" -> "1") instead of reading the caption.
 """
 from __future__ import annotations
 
@@ -32,6 +35,7 @@ from evaluation.protocols.registry import get_task
 from evaluation.protocols.runner import GenerationRequest, run_task
 from evaluation.protocols.spec import GenerationSettings, TextOp
 from evaluation.protocols.tasks import CASED_QUESTION_OPS, QUESTION_OPS
+from evaluation.table1.templates import by_template
 from lavit_pl.data.shapes.captions import there_is_caption
 from lavit_pl.data.shapes.heldout import read_scenes
 
@@ -49,11 +53,11 @@ def ground_truth_captions(data_root: Path, split: str) -> dict[str, str]:
     return {name: there_is_caption(scene) for name, scene in scenes.items()}
 
 
-def probe(questions: Sequence[VQAQuestion], captions: dict[str, str], answer: Answerer,
-          question_ops: tuple[TextOp, ...]) -> dict:
+def question_scores(questions: Sequence[VQAQuestion], captions: dict[str, str], answer: Answerer,
+                    question_ops: tuple[TextOp, ...]) -> list[float]:
     """Run the registered describe-then-answer task with ``question_ops``, the caption step answered by
     the ground-truth caption (its continuation of the step's prompt) and the answer step by ``answer``;
-    the official VQA summary (``overall``, ``perQuestionType``, ``num_questions``) in percent."""
+    each question's official VQA accuracy in [0, 1], in question order."""
     missing = [q.image_file for q in questions if q.image_file not in captions]
     if missing:
         raise ValueError(f"no ground-truth caption for {len(missing)} images, e.g. {missing[0]}")
@@ -65,7 +69,14 @@ def probe(questions: Sequence[VQAQuestion], captions: dict[str, str], answer: An
         return answer([r.text for r in requests], requests[0].generation)
 
     outputs = run_task(task, [{"image": q.image_file, "question": q.question} for q in questions], generate)
-    scores = [vqa_question_accuracy(out.prediction, q.answers) for q, out in zip(questions, outputs, strict=True)]
+    return [vqa_question_accuracy(out.prediction, q.answers) for q, out in zip(questions, outputs, strict=True)]
+
+
+def probe(questions: Sequence[VQAQuestion], captions: dict[str, str], answer: Answerer,
+          question_ops: tuple[TextOp, ...]) -> dict:
+    """:func:`question_scores` summarised by the official evaluator: ``overall``, ``perQuestionType``,
+    ``num_questions``, in percent."""
+    scores = question_scores(questions, captions, answer, question_ops)
     return vqa_score_summary(scores, [q.question_type for q in questions])
 
 
@@ -101,6 +112,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data-root", default="data/shapes/tiny", type=Path)
     parser.add_argument("--split", default="train2014", help="VQAv2-like split (train2014 or val2014)")
     parser.add_argument("--limit", type=int, default=300, help="first N questions of the split")
+    parser.add_argument("--by-template", action="store_true",
+                        help="also per question template, beside always giving the template's most common answer")
     args = parser.parse_args(argv)
     root = args.data_root / "vqav2"
     questions = read_vqa(root / f"v2_OpenEnded_mscoco_{args.split}_questions.json",
@@ -108,9 +121,14 @@ def main(argv: list[str] | None = None) -> int:
     captions = ground_truth_captions(args.data_root, args.split)
     answer = hf_answerer(args.model)
     for form, ops in QUESTION_FORMS.items():
-        scores = probe(questions, captions, answer, ops)
-        per_type = ", ".join(f"{k} {v:.1f}" for k, v in sorted(scores["perQuestionType"].items()))
-        print(f"{form:22s} {scores['overall']:5.1f}  ({per_type}; {len(questions)} questions)", flush=True)
+        scores = question_scores(questions, captions, answer, ops)
+        summary = vqa_score_summary(scores, [q.question_type for q in questions])
+        per_type = ", ".join(f"{k} {v:.1f}" for k, v in sorted(summary["perQuestionType"].items()))
+        print(f"{form:22s} {summary['overall']:5.1f}  ({per_type}; {len(questions)} questions)", flush=True)
+        if args.by_template:
+            for row in by_template(questions, scores):
+                print(f"  {row['template']:18s} {row['accuracy']:5.1f}   always '{row['prior_answer']}' "
+                      f"{row['prior_accuracy']:5.1f}   ({row['num_questions']} questions)", flush=True)
     return 0
 
 

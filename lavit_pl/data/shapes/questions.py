@@ -7,6 +7,7 @@ unambiguously (a kind that occurs once, or a cell, which holds at most one shape
 """
 from __future__ import annotations
 
+import re
 from typing import Sequence
 
 import numpy as np
@@ -107,6 +108,30 @@ def _one(scene: Scene, rng: np.random.Generator, kind: str, kinds: Sequence[str]
     if kind == "exist":
         return exist_question(scene, rng, kinds, colors)
     return position_question(scene, rng)
+
+
+# Each VQA kind's wordings (disjoint patterns); the reading probe's per-template report reads
+# them. A template's answers have their own prior (most "How many <kind>s" answers are 1), so a model
+# can match a template's majority answer without reading the scene at all.
+QUESTION_TEMPLATES: tuple[tuple[str, re.Pattern], ...] = (
+    ("exist kind", re.compile(r"Is there an? \w+ in the image\?")),
+    ("exist colour-kind", re.compile(r"Is there an? \w+ \w+\?")),
+    ("count all", re.compile(r"How many shapes (are there|are in the picture)\?")),
+    ("count colour", re.compile(r"How many \w+ shapes are there\?")),
+    ("count kind", re.compile(r"How many (?!shapes )\w+ are there\?")),
+    ("colour cell", re.compile(r"What color is the shape (in|at|on) the [\w ]+\?")),
+    ("colour kind", re.compile(r"What color is the \w+\?")),
+    ("where", re.compile(r"Where is the \w+ \w+\?")),
+)
+
+
+def question_template(question: str) -> str:
+    """The name of the VQAv2-like template that wrote ``question`` (``QUESTION_TEMPLATES``)."""
+    for name, pattern in QUESTION_TEMPLATES:
+        if pattern.fullmatch(question):
+            return name
+    raise ValueError(f"question {question!r} matches none of the Shapes world's VQA templates "
+                     f"({', '.join(n for n, _ in QUESTION_TEMPLATES)})")
 
 
 def vqa_questions(scene: Scene, rng: np.random.Generator, n: int, kinds: Sequence[str], colors: Sequence[str]) -> list[QA]:

@@ -15,9 +15,9 @@ from PIL import Image
 
 from lavit_pl.data.shapes.config import SplitCounts
 from lavit_pl.data.shapes.corpus import reading_document
-from lavit_pl.data.shapes.questions import QUESTION_TYPES
+from lavit_pl.data.shapes.questions import QUESTION_TEMPLATES, QUESTION_TYPES, question_template, vqa_questions
 from lavit_pl.data.shapes.render import foreground_fraction
-from lavit_pl.data.shapes.scene import BACKGROUNDS, Scene, Shape, canonical_of_json, scene_digest
+from lavit_pl.data.shapes.scene import BACKGROUNDS, Scene, Shape, canonical_of_json, sample_scene, scene_digest
 
 NOVEL = "star"
 
@@ -97,6 +97,27 @@ def test_question_types_follow_the_official_mapping(shapes_micro_world):
     for q, a in pairs:
         if a["answer_type"] == "yes/no":
             assert a["multiple_choice_answer"].lower().strip(".!") in ("yes", "no")
+
+
+def test_every_generated_question_has_exactly_one_template_of_its_kind():
+    kinds, colors = ["circle", "square", "triangle", "cross"], ["red", "green", "blue", "pink"]
+    rng = np.random.default_rng(0)
+    seen = Counter()
+    for _ in range(300):
+        scene = sample_scene(rng, kinds, colors, int(rng.integers(1, 6)))
+        for qa in vqa_questions(scene, rng, 4, kinds, colors):
+            matches = [name for name, pattern in QUESTION_TEMPLATES if pattern.fullmatch(qa.question)]
+            template = question_template(qa.question)
+            assert matches == [template], (qa.question, matches)
+            assert template.split()[0] == {"color": "colour", "count": "count", "exist": "exist",
+                                           "position": "where"}[qa.kind], (qa.question, template)
+            seen[template] += 1
+    assert set(seen) == {name for name, _ in QUESTION_TEMPLATES}  # every template is written
+    assert question_template("How many circles are there?") == "count kind"
+    assert question_template("How many shapes are in the picture?") == "count all"
+    assert question_template("What color is the shape at the top?") == "colour cell"
+    with pytest.raises(ValueError, match="'Which shape is red\\?' matches none of the Shapes world's VQA templates"):
+        question_template("Which shape is red?")
 
 
 def test_count_answers_vary_between_digits_and_words(shapes_micro_world):

@@ -6,7 +6,9 @@ import pytest
 
 from evaluation.benchmarks.vqa import VQAQuestion
 from evaluation.protocols.tasks import VQA_GENERATION
-from evaluation.table1.reading_probe import QUESTION_FORMS, continuation, ground_truth_captions, probe
+from evaluation.table1.reading_probe import (
+    QUESTION_FORMS, continuation, ground_truth_captions, probe, question_scores,
+)
 from lavit_pl.data.shapes.scene import Scene, Shape
 
 IMAGE = "COCO_train2014_000000000001.jpg"
@@ -76,3 +78,13 @@ def test_probe_names_a_missing_description():
     with pytest.raises(ValueError, match=f"no ground-truth caption for 1 images, e.g. {IMAGE}"):
         probe([_question(1, "Is there a cross?", "is there a", ["no"] * 10)], {}, lambda p, s: ["no"],
               QUESTION_FORMS["as written"])
+
+
+def test_question_scores_are_per_question_official_accuracies_in_order():
+    questions = [_question(1, "Is there a circle in the image?", "is there a", ["yes"] * 10),
+                 _question(2, "Is there a cross in the image?", "is there a", ["no"] * 10),
+                 _question(3, "How many squares are there?", "how many", ["1"] * 8 + ["2"] * 2)]
+    replies = [" yes", " yes", " 2"]
+    scores = question_scores(questions, {IMAGE: DESCRIPTION}, lambda prompts, settings: replies[:len(prompts)],
+                             QUESTION_FORMS["as written"])
+    assert scores == [1.0, 0.0, pytest.approx((8 * 2 / 3 + 2 * 1 / 3) / 10)]
