@@ -137,10 +137,12 @@ def test_existence_pairs_change_only_the_corpus(shapes_micro_world, make_micro_c
     assert all(len(re.findall(r"in the image\? Answer: no", t)) >= 2 for t in reading)
 
 
-def test_existence_pairs_world_yaml_changes_only_that_key():
+@pytest.mark.parametrize("name, pairs", [("shapes_tiny_existence_pairs.yaml", 2), ("shapes_tiny_existence_pairs4.yaml", 4)])
+def test_existence_pairs_world_yamls_change_only_that_key(name, pairs):
     root = Path(__file__).resolve().parents[3] / "experiments/world"
     base = load_config(ShapesWorldConfig, root / "shapes_tiny.yaml")
-    variant = load_config(ShapesWorldConfig, root / "shapes_tiny_existence_pairs.yaml")
-    assert (base.counts.corpus_existence_pairs, variant.counts.corpus_existence_pairs) == (0, 2)
+    variant = load_config(ShapesWorldConfig, root / name)
+    assert (base.counts.corpus_existence_pairs, variant.counts.corpus_existence_pairs) == (0, pairs)
+    assert variant.output_dir != base.output_dir
     variant.counts.corpus_existence_pairs, variant.output_dir = 0, base.output_dir
     assert variant == base
