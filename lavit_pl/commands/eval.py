@@ -102,6 +102,12 @@ class EvalConfig:
             raise ValueError(f"protocols: expected some of {protocols}, got {list(self.protocols)}")
         if self.report_protocol not in self.protocols:
             raise ValueError(f"report_protocol: {self.report_protocol!r} is not in protocols {list(self.protocols)}")
+        keys = {t.key for t in all_tasks()}
+        for split in self.splits:  # else the split would be read, counted and never predicted
+            if not any(f"{p}/{split}" in keys for p in self.protocols):
+                covering = sorted(p for p in protocols if f"{p}/{split}" in keys)
+                raise ValueError(f"splits: {split!r} has no task under protocols {list(self.protocols)}; "
+                                 f"add one of {covering} to protocols or drop the split")
         if any(d not in NOCAPS_DOMAINS for d in self.nocaps_domains) or not self.nocaps_domains:
             raise ValueError(f"nocaps_domains: expected some of {list(NOCAPS_DOMAINS)}, got {list(self.nocaps_domains)}")
         bad = {k: v for k, v in self.split_max_examples.items() if k not in SPLITS or v < 1}

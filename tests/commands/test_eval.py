@@ -264,3 +264,13 @@ def test_every_eval_yaml_loads():
         load_config(EvalConfig, ROOT / "experiments/eval/table1_tiny.yaml", ["protocols=[paper]"])
     with pytest.raises(ConfigError, match="splits: unknown"):
         load_config(EvalConfig, ROOT / "experiments/eval/table1_tiny.yaml", ["splits=[coco]"])
+    # a captioning split has no describe-then-answer task: asking only for that protocol is an error,
+    # not a split that is read, counted "500 of 500" and never predicted
+    with pytest.raises(ConfigError, match=r"'flickr30k' has no task under protocols \['describe_then_answer'\]; "
+                                          r"add one of \['paper', 'release'\]"):
+        load_config(EvalConfig, ROOT / "experiments/eval/table1_tiny.yaml",
+                    ["splits=[vqav2,flickr30k]", "protocols=[describe_then_answer]",
+                     "report_protocol=describe_then_answer"])
+    ok = load_config(EvalConfig, ROOT / "experiments/eval/table1_tiny.yaml",
+                     ["splits=[vqav2]", "protocols=[describe_then_answer]", "report_protocol=describe_then_answer"])
+    assert ok.splits == ["vqav2"]
