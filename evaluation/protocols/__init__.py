@@ -5,6 +5,7 @@ from evaluation.protocols.registry import (
     fingerprint_problems,
     get_task,
     load_recorded,
+    protocols_for,
     record_fingerprints,
     register_task,
     task_keys,
@@ -16,5 +17,5 @@ from evaluation.protocols import tasks as _tasks  # noqa: F401  (registers the e
 __all__ = [
     "FINGERPRINTS_PATH", "ExitRule", "GenerationRequest", "GenerationSettings", "PromptStep", "Task", "TaskOutput",
     "TextOp", "all_tasks", "definition", "fingerprint", "fingerprint_problems", "get_task", "load_recorded",
-    "one_at_a_time", "record_fingerprints", "register_task", "results_entries", "run_task", "task_keys",
+    "one_at_a_time", "protocols_for", "record_fingerprints", "register_task", "results_entries", "run_task", "task_keys",
 ]

@@ -46,6 +46,11 @@ def all_tasks() -> list[Task]:
     return [_REGISTRY[k] for k in task_keys()]
 
 
+def protocols_for(name: str) -> list[str]:
+    """The protocols with a task ``<protocol>/<name>`` registered, sorted (``[]`` for an unknown name)."""
+    return sorted(t.protocol for t in _REGISTRY.values() if t.name == name)
+
+
 def load_recorded(path: str | Path = FINGERPRINTS_PATH) -> dict[str, dict[str, str]]:
     path = Path(path)
     if not path.is_file():

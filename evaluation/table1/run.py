@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from evaluation.protocols import get_task, task_keys
+from evaluation.protocols import get_task, protocols_for
 from evaluation.table1.baselines import BaselineSettings, baseline_name, write_baseline
 from evaluation.table1.paths import Table1Paths
 from evaluation.table1.predictions import Generator, SplitFiles, ensure_results, predict_split, task_meta
@@ -55,8 +55,8 @@ class ModelRun:
     progress: bool = True
 
     def tasks_for(self, split: PreparedSplit) -> list[tuple[str, Any]]:
-        keys = set(task_keys())
-        return [(p, get_task(f"{p}/{split.name}")) for p in self.protocols if f"{p}/{split.name}" in keys]
+        covering = protocols_for(split.name)
+        return [(p, get_task(f"{p}/{split.name}")) for p in self.protocols if p in covering]
 
 
 def run_model_rows(run: ModelRun, splits: list[PreparedSplit], generate: Generator, out_dir: str | Path,

@@ -20,7 +20,7 @@ from typing import Any, Dict, List, Optional, Sequence
 
 from evaluation.benchmarks.errors import BenchmarkFileError
 from evaluation.benchmarks.nocaps import NOCAPS_DOMAINS
-from evaluation.protocols import all_tasks
+from evaluation.protocols import all_tasks, protocols_for
 from evaluation.table1.baselines import BaselineSettings
 from evaluation.table1.paths import Table1Paths
 from evaluation.table1.report import table1_report
@@ -102,10 +102,9 @@ class EvalConfig:
             raise ValueError(f"protocols: expected some of {protocols}, got {list(self.protocols)}")
         if self.report_protocol not in self.protocols:
             raise ValueError(f"report_protocol: {self.report_protocol!r} is not in protocols {list(self.protocols)}")
-        keys = {t.key for t in all_tasks()}
         for split in self.splits:  # else the split would be read, counted and never predicted
-            if not any(f"{p}/{split}" in keys for p in self.protocols):
-                covering = sorted(p for p in protocols if f"{p}/{split}" in keys)
+            covering = protocols_for(split)
+            if not set(self.protocols) & set(covering):
                 raise ValueError(f"splits: {split!r} has no task under protocols {list(self.protocols)}; "
                                  f"add one of {covering} to protocols or drop the split")
         if any(d not in NOCAPS_DOMAINS for d in self.nocaps_domains) or not self.nocaps_domains:

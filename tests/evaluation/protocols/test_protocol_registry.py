@@ -6,7 +6,7 @@ import pytest
 
 from evaluation.protocols import (
     ExitRule, GenerationSettings, PromptStep, Task, TextOp, all_tasks, fingerprint, fingerprint_problems, get_task,
-    load_recorded, record_fingerprints, register_task, task_keys,
+    load_recorded, protocols_for, record_fingerprints, register_task, task_keys,
 )
 
 
@@ -20,6 +20,9 @@ def test_registry_lists_three_protocols():
     assert len(task_keys("paper")) == 6 and len(task_keys("describe_then_answer")) == 4
     with pytest.raises(KeyError, match="no task 'release/coco'"):
         get_task("release/coco")
+    # captioning has no describe-then-answer task; an unknown benchmark has none at all
+    assert protocols_for("vqav2") == ["describe_then_answer", "paper", "release"]
+    assert protocols_for("flickr30k") == ["paper", "release"] and protocols_for("coco") == []
 
 
 def test_release_settings_are_the_authors():
