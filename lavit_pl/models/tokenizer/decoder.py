@@ -93,7 +93,9 @@ class FeatureDecoder(nn.Module):
         positions: (B, S) long index of each code in its image's code list -> (B, N, out_dim)."""
         if positions.numel() and int(positions.max()) >= self.cfg.num_patches:
             raise ValueError(f"code position {int(positions.max())} >= num_patches={self.cfg.num_patches}")
-        memory = self.in_proj(code_vectors) + self.code_pos_embed[positions]  # (B, S, D)
+        # F.embedding, not code_pos_embed[positions]: the indexing backward accumulates with atomic adds
+        # on multi-threaded CPU, so two identical runs drifted apart (tokenizer fits were not reproducible)
+        memory = self.in_proj(code_vectors) + F.embedding(positions, self.code_pos_embed)  # (B, S, D)
         x = self.query_embed.expand(code_vectors.shape[0], -1, -1)
         for block in self.blocks:
             x = block(x, memory, weights)

@@ -85,3 +85,25 @@ def test_rejects_too_many_codes_and_empty_lists():
         dec.decode_lists([torch.zeros(N + 1, C, dtype=torch.float64)])
     with pytest.raises(ValueError, match="at least one code"):
         dec.decode_lists([torch.zeros(0, C, dtype=torch.float64)])
+
+
+def test_backward_is_bit_reproducible_on_multithreaded_cpu():
+    # Indexing the position table (table[positions]) accumulated its gradient with atomic adds on
+    # two or more CPU threads, so two identical tokenizer fits drifted apart in the last bits.
+    torch.manual_seed(0)
+    n = 64
+    dec = FeatureDecoder(FeatureDecoderConfig(width=32, out_dim=8, code_dim=C, num_patches=n, depth=1, num_heads=4, mlp_dim=32))
+    codes = torch.randn(64, n, C)
+    keep = (torch.rand(64, n) < 0.6).float()
+    threads = torch.get_num_threads()
+    torch.set_num_threads(max(2, threads))
+    try:
+        grads = []
+        for _ in range(8):
+            dec.zero_grad(set_to_none=True)
+            dec.forward_masked(codes, keep).square().sum().backward()
+            grads.append({k: p.grad.clone() for k, p in dec.named_parameters()})
+    finally:
+        torch.set_num_threads(threads)
+    for g in grads[1:]:
+        assert all(torch.equal(g[k], grads[0][k]) for k in g), [k for k in g if not torch.equal(g[k], grads[0][k])]
